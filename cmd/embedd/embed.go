@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"slices"
+	"strconv"
+	"syscall"
+
+	"github.com/embedd/embedd/models"
+)
+
+// embedChunk is how many stdin lines one Embed call takes: memory stays flat
+// however long the input is, and batches stay full.
+const embedChunk = 256
+
+func embedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("embed", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var mf modelFlags
+	mf.register(fs)
+	normalize := fs.String("normalize", "default", "L2-normalise vectors: default (as the model says), true, false")
+	dims := fs.Int("dimensions", 0, "keep the first `n` components (Matryoshka); 0 keeps all")
+	truncate := fs.Bool("truncate", true, "cut texts over the model's max length; false rejects them")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: embedd embed [flags] [TEXT...]\n\nEmbeds the texts given as arguments, or else one text per line of stdin,\nand prints one JSON line {\"index\": i, \"embedding\": [...]} per text.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	opts := models.Options{Dimensions: *dims}
+	switch *normalize {
+	case "default":
+	case "true":
+		opts.Normalize = models.NormalizeOn
+	case "false":
+		opts.Normalize = models.NormalizeOff
+	default:
+		fmt.Fprintf(stderr, "embedd embed: --normalize %q is not one of default, true, false\n", *normalize)
+		return 2
+	}
+	if !*truncate {
+		opts.Truncate = models.Reject
+	}
+	reg, m, err := mf.open(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "embedd embed: %v\n", err)
+		return 1
+	}
+	defer reg.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	out := bufio.NewWriterSize(stdout, 1<<16)
+	defer out.Flush()
+	var line []byte
+	emit := func(first int, texts []string) error {
+		res, err := m.Embed(ctx, texts, opts)
+		if ie, ok := errors.AsType[*models.InputError](err); ok {
+			return fmt.Errorf("text %d: %s", first+ie.Index+1, ie.Reason)
+		}
+		if err != nil {
+			return err
+		}
+		for i, v := range res.Vectors {
+			line = appendVectorJSON(line[:0], first+i, v)
+			if _, err := out.Write(line); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if fs.NArg() > 0 {
+		err = emit(0, fs.Args())
+	} else {
+		err = forChunks(stdin, embedChunk, emit)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "embedd embed: %v\n", err)
+		return 1
+	}
+	if err := out.Flush(); err != nil {
+		fmt.Fprintf(stderr, "embedd embed: writing output: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// forChunks calls fn with consecutive chunks of up to n lines of r and the
+// 0-based index of each chunk's first line.
+func forChunks(r io.Reader, n int, fn func(first int, lines []string) error) error {
+	chunk := make([]string, 0, n)
+	first := 0
+	for text, err := range lines(r) {
+		if err != nil {
+			return err
+		}
+		chunk = append(chunk, text)
+		if len(chunk) == n {
+			if err := fn(first, chunk); err != nil {
+				return err
+			}
+			first += len(chunk)
+			chunk = chunk[:0]
+		}
+	}
+	if len(chunk) == 0 {
+		if first == 0 {
+			return errors.New("no input: give texts as arguments or lines on stdin")
+		}
+		return nil
+	}
+	return fn(first, slices.Clip(chunk))
+}
+
+// appendVectorJSON appends {"index":i,"embedding":[...]} and a newline, with
+// each component in the shortest form that reads back as the same float32.
+func appendVectorJSON(b []byte, i int, v []float32) []byte {
+	b = append(b, `{"index":`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	b = append(b, `,"embedding":[`...)
+	for j, x := range v {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendFloat(b, float64(x), 'g', -1, 32)
+	}
+	return append(b, "]}\n"...)
+}

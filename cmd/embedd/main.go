@@ -1,0 +1,47 @@
+// Command embedd is the embedding server and its batch tools in one binary.
+//
+//	embedd embed [flags] [TEXT...]   texts (arguments, or lines on stdin) → JSON lines with vectors
+//	embedd tokenize [flags]          lines on stdin → JSON lines {"ids": [...]}
+//
+// Every subcommand takes --config FILE (a JSON model registry, see
+// models.RegistryConfig) or, without it, serves the default model that
+// scripts/setup.sh prepares; --model picks a model by id.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `usage: embedd <command> [flags]
+
+commands:
+  embed     embed texts given as arguments, or one per line on stdin; prints JSON lines
+  tokenize  tokenize lines from stdin; prints JSON lines {"ids": [...]}
+
+run "embedd <command> -h" for a command's flags
+`
+
+// run is main without the process: it returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "embed":
+		return embedCmd(args[1:], stdin, stdout, stderr)
+	case "tokenize":
+		return tokenizeCmd(args[1:], stdin, stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "embedd: unknown command %q\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,87 @@
+package models
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Shared fixtures: ONNX Runtime and the test model from scripts/setup.sh,
+// opened once for the package's tests.
+var (
+	testRT       *Runtime
+	testModel    *Model
+	testModelDir string
+	skipReason   string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	testModelDir = DefaultRegistryConfig().Models[0].Path
+	var err error
+	if testRT, err = OpenRuntime(""); err == nil {
+		testModel, err = Load(testRT, Config{ID: DefaultModelID, Path: testModelDir}, SessionConfig{})
+	}
+	if err != nil {
+		if os.Getenv("EMBEDD_REQUIRE_ORT") != "" {
+			fmt.Fprintf(os.Stderr, "EMBEDD_REQUIRE_ORT is set and the fixtures are missing: %v\n", err)
+			return 1
+		}
+		skipReason = fmt.Sprintf("ONNX Runtime or the test model is missing (run scripts/setup.sh): %v", err)
+	}
+	code := m.Run()
+	if err := testModel.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	if err := testRT.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	return code
+}
+
+// needModel skips t when the fixtures are missing (never in CI, which sets
+// EMBEDD_REQUIRE_ORT) and returns the shared model.
+func needModel(t testing.TB) *Model {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	return testModel
+}
+
+// copyModelDir makes a writable copy of the test model folder (model.onnx
+// linked, not copied) for tests that break or change a file.
+func copyModelDir(t *testing.T) string {
+	t.Helper()
+	needModel(t)
+	dst := t.TempDir()
+	err := filepath.WalkDir(testModelDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(testModelDir, p)
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case d.Name() == "model.onnx":
+			return os.Symlink(p, target)
+		default:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, data, 0o644)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}

@@ -1,0 +1,354 @@
+package models
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/embedd/embedd/models/tokenizer"
+)
+
+// Errors a caller can match with errors.Is to tell bad input from failure.
+var (
+	// ErrInvalidInput is wrapped by every error about a request's content.
+	ErrInvalidInput = errors.New("invalid input")
+	// ErrClosed is returned by a Model used after Close.
+	ErrClosed = errors.New("embedd/models: model is closed")
+)
+
+// InputError says which text of a request was bad and why; it wraps
+// ErrInvalidInput.
+type InputError struct {
+	Index  int    // position of the text in the request
+	Reason string // what is wrong with it
+}
+
+// Error implements error.
+func (e *InputError) Error() string {
+	return fmt.Sprintf("embedd/models: text %d %s", e.Index, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidInput) true.
+func (e *InputError) Unwrap() error { return ErrInvalidInput }
+
+// Normalization says whether vectors get unit L2 norm.
+type Normalization int
+
+// Normalization choices; the zero value follows the model folder.
+const (
+	NormalizeDefault Normalization = iota // as the model folder says (a Normalize module)
+	NormalizeOn                           // always L2-normalise
+	NormalizeOff                          // never
+)
+
+// Truncation says what happens to a text longer than the model's maximum.
+type Truncation int
+
+// Truncation choices; the zero value truncates.
+const (
+	TruncateEnd Truncation = iota // keep the first tokens, as sentence-transformers does
+	Reject                        // refuse the request with an InputError
+)
+
+// Options are per-request embedding settings.
+type Options struct {
+	Normalize Normalization
+	Truncate  Truncation
+	// Dimensions keeps only the first Dimensions components (Matryoshka
+	// models) and then re-normalises when normalisation is on; 0 keeps all.
+	Dimensions int
+}
+
+// Info describes a loaded model.
+type Info struct {
+	ID        string
+	Path      string
+	Dim       int     // width of the vectors (the hidden size)
+	MaxLength int     // tokens, [CLS] and [SEP] included
+	Pooling   Pooling // how token states become one vector
+	Normalize bool    // whether vectors are L2-normalised by default
+	Device    Device  // where inference runs
+}
+
+// Embeddings is the answer to one Embed call.
+type Embeddings struct {
+	// Vectors are in the caller's order, each of the requested dimension.
+	Vectors [][]float32
+	// Tokens counts the tokens fed to the model, special tokens included.
+	Tokens int
+}
+
+// Model turns texts into vectors: tokenizer, ONNX session and pooling of one
+// model folder. It is safe for concurrent use.
+type Model struct {
+	info      Info
+	tok       *tokenizer.Tokenizer
+	sess      *Session
+	maxTokens int // token budget of one batch (rows × padded length)
+	maxRows   int // most rows in one batch
+
+	mu     sync.RWMutex // guards closed; Embed holds it shared while it runs
+	closed bool
+}
+
+// Config is one model's entry in the registry's configuration.
+type Config struct {
+	// ID names the model in requests; [a-zA-Z0-9._-]{1,128}.
+	ID string `json:"id"`
+	// Path is the model folder (model.onnx, tokenizer.json and optional
+	// sentence-transformers files).
+	Path string `json:"path"`
+	// Device is cpu (default), cuda, cuda:N or auto.
+	Device string `json:"device,omitempty"`
+	// IntraOpThreads and InterOpThreads set ONNX Runtime's thread pools;
+	// 0 keeps its defaults.
+	IntraOpThreads int `json:"intra_op_threads,omitempty"`
+	InterOpThreads int `json:"inter_op_threads,omitempty"`
+	// MaxBatchTokens bounds one batch's rows × padded length; default 8192.
+	MaxBatchTokens int `json:"max_batch_tokens,omitempty"`
+	// MaxBatchSize bounds one batch's rows; default 64.
+	MaxBatchSize int `json:"max_batch_size,omitempty"`
+	// MaxLength overrides the folder's maximum sequence length (tokens).
+	MaxLength int `json:"max_length,omitempty"`
+	// Pooling overrides the folder's pooling mode (mean, cls, lasttoken).
+	Pooling string `json:"pooling,omitempty"`
+	// Normalize overrides whether vectors are L2-normalised by default.
+	Normalize *bool `json:"normalize,omitempty"`
+}
+
+// Defaults for Config's zero fields.
+const (
+	DefaultMaxBatchTokens = 8192
+	DefaultMaxBatchSize   = 64
+)
+
+// Load opens the model folder cfg.Path on rt. The caller owns the Model and
+// must Close it before closing rt.
+func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
+	fc, err := readFolder(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Pooling != "" {
+		if fc.pooling, err = ParsePooling(cfg.Pooling); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Normalize != nil {
+		fc.normalize = *cfg.Normalize
+	}
+	if cfg.MaxLength > 0 {
+		fc.maxLen = cfg.MaxLength
+	}
+	tok, err := tokenizer.FromFile(filepath.Join(cfg.Path, "tokenizer.json"))
+	if err != nil {
+		return nil, err
+	}
+	if sc.Device, err = ParseDevice(cfg.Device); err != nil {
+		return nil, err
+	}
+	sc.IntraOpThreads, sc.InterOpThreads = cfg.IntraOpThreads, cfg.InterOpThreads
+	sess, err := rt.NewSession(filepath.Join(cfg.Path, "model.onnx"), sc)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{
+		info: Info{
+			ID: cfg.ID, Path: cfg.Path, Dim: sess.Hidden(), MaxLength: fc.maxLen,
+			Pooling: fc.pooling, Normalize: fc.normalize, Device: sess.Device(),
+		},
+		tok:       tok,
+		sess:      sess,
+		maxTokens: cmp.Or(cfg.MaxBatchTokens, DefaultMaxBatchTokens),
+		maxRows:   cmp.Or(cfg.MaxBatchSize, DefaultMaxBatchSize),
+	}
+	if m.maxTokens < m.info.MaxLength {
+		m.maxTokens = m.info.MaxLength // one longest text must always fit
+	}
+	return m, nil
+}
+
+// Info describes the model.
+func (m *Model) Info() Info { return m.info }
+
+// Tokenizer is the model's tokenizer.
+func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
+
+// Session is the model's ONNX session, for callers that batch themselves.
+func (m *Model) Session() *Session { return m.sess }
+
+// Tokenize appends to dst the ids of text (index i of its request) cut to
+// the model's maximum length, or an InputError when text is not valid UTF-8
+// or, with Reject, is too long.
+func (m *Model) Tokenize(dst []int32, i int, text string, t Truncation) ([]int32, error) {
+	if !utf8.ValidString(text) {
+		return dst, &InputError{Index: i, Reason: "is not valid UTF-8"}
+	}
+	start := len(dst)
+	ids, n := m.tok.Encode(dst, text, m.info.MaxLength)
+	if n > m.info.MaxLength && t == Reject {
+		return ids[:start], &InputError{Index: i, Reason: fmt.Sprintf("has %d tokens, over model %s's limit of %d (send truncate to cut it)", n, m.info.ID, m.info.MaxLength)}
+	}
+	return ids, nil
+}
+
+// Embed returns one vector per text, in order.
+func (m *Model) Embed(ctx context.Context, texts []string, o Options) (Embeddings, error) {
+	if len(texts) == 0 {
+		return Embeddings{}, fmt.Errorf("embedd/models: no texts to embed: %w", ErrInvalidInput)
+	}
+	var arena []int32
+	ends := make([]int, len(texts))
+	for i, t := range texts {
+		var err error
+		if arena, err = m.Tokenize(arena, i, t, o.Truncate); err != nil {
+			return Embeddings{}, err
+		}
+		ends[i] = len(arena)
+	}
+	seqs := make([][]int32, len(texts))
+	start := 0
+	for i, end := range ends {
+		seqs[i] = arena[start:end:end]
+		start = end
+	}
+	vecs, err := m.EmbedTokens(ctx, seqs, o)
+	return Embeddings{Vectors: vecs, Tokens: len(arena)}, err
+}
+
+// EmbedTokens embeds already tokenized sequences (each at most MaxLength
+// ids, [CLS] and [SEP] included): it sorts them by length, packs them into
+// batches under the token budget, and returns the vectors in the caller's
+// order.
+func (m *Model) EmbedTokens(ctx context.Context, seqs [][]int32, o Options) ([][]float32, error) {
+	dims, norm, err := m.resolve(o)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range seqs {
+		if len(s) == 0 || len(s) > m.info.MaxLength {
+			return nil, &InputError{Index: i, Reason: fmt.Sprintf("has %d tokens, want 1 to %d", len(s), m.info.MaxLength)}
+		}
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	order := make([]int, len(seqs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(len(seqs[a]), len(seqs[b])) })
+
+	h := m.info.Dim
+	flat := make([]float32, len(seqs)*dims)
+	vecs := make([][]float32, len(seqs))
+	pooled := make([]float32, h)
+	var b Batch
+	var states []float32
+	for lo := 0; lo < len(order); {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("embedd/models: embedding stopped after %d of %d texts: %w", lo, len(seqs), err)
+		}
+		hi := m.packBatch(order, seqs, lo)
+		fillBatch(&b, order[lo:hi], seqs)
+		if states, err = m.sess.Run(&b, states); err != nil {
+			return nil, err
+		}
+		for r, idx := range order[lo:hi] {
+			pool(pooled, states[r*b.SeqLen*h:(r+1)*b.SeqLen*h], len(seqs[idx]), m.info.Pooling)
+			v := flat[idx*dims : (idx+1)*dims : (idx+1)*dims]
+			copy(v, pooled[:dims])
+			if norm {
+				normalize(v)
+			}
+			vecs[idx] = v
+		}
+		lo = hi
+	}
+	return vecs, nil
+}
+
+// resolve turns per-request options into the output width and whether to
+// normalise.
+func (m *Model) resolve(o Options) (dims int, norm bool, err error) {
+	dims = m.info.Dim
+	if o.Dimensions != 0 {
+		if o.Dimensions < 1 || o.Dimensions > m.info.Dim {
+			return 0, false, fmt.Errorf("embedd/models: dimensions %d is not in [1, %d] for model %s: %w", o.Dimensions, m.info.Dim, m.info.ID, ErrInvalidInput)
+		}
+		dims = o.Dimensions
+	}
+	switch o.Normalize {
+	case NormalizeOn:
+		norm = true
+	case NormalizeOff:
+		norm = false
+	default:
+		norm = m.info.Normalize
+	}
+	return dims, norm, nil
+}
+
+// packBatch returns hi such that order[lo:hi] (ascending lengths) is the
+// largest batch within the token budget and row cap; at least one row.
+func (m *Model) packBatch(order []int, seqs [][]int32, lo int) int {
+	hi := lo + 1
+	for hi < len(order) && hi-lo < m.maxRows && (hi-lo+1)*len(seqs[order[hi]]) <= m.maxTokens {
+		hi++
+	}
+	return hi
+}
+
+// fillBatch pads the rows seqs[rows[i]] into b, right-padded with id 0 and
+// mask 0; token type ids are all 0 (single-segment input).
+func fillBatch(b *Batch, rows []int, seqs [][]int32) {
+	seqLen := 0
+	for _, r := range rows {
+		seqLen = max(seqLen, len(seqs[r]))
+	}
+	n := len(rows) * seqLen
+	b.Size, b.SeqLen = len(rows), seqLen
+	b.IDs = grow(b.IDs, n)
+	b.Mask = grow(b.Mask, n)
+	b.TypeIDs = grow(b.TypeIDs, n)
+	clear(b.IDs)
+	clear(b.Mask)
+	clear(b.TypeIDs)
+	for i, r := range rows {
+		row := b.IDs[i*seqLen:]
+		mask := b.Mask[i*seqLen:]
+		for j, id := range seqs[r] {
+			row[j] = int64(id)
+			mask[j] = 1
+		}
+	}
+}
+
+func grow(s []int64, n int) []int64 {
+	if cap(s) < n {
+		return make([]int64, n)
+	}
+	return s[:n]
+}
+
+// Close waits for running Embed calls, then releases the ONNX session. It is
+// idempotent and nil-safe.
+func (m *Model) Close() error {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	return m.sess.Close()
+}

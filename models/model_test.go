@@ -1,0 +1,266 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var sampleTexts = []string{
+	"The aviation companies have increased regular air transportation.",
+	"Hello, world",
+	"",
+	"Crème brûlée and naïve café owners",
+	"東京は日本の首都です",
+	strings.Repeat("A much longer sentence that keeps going and going. ", 12),
+	"short",
+	"Numbers like 3.14159 and 2,718 and e-mail@example.com",
+}
+
+func cosine(a, b []float32) float64 {
+	var ab, aa, bb float64
+	for i := range a {
+		ab += float64(a[i]) * float64(b[i])
+		aa += float64(a[i]) * float64(a[i])
+		bb += float64(b[i]) * float64(b[i])
+	}
+	return ab / math.Sqrt(aa*bb)
+}
+
+func norm(v []float32) float64 {
+	var s float64
+	for _, x := range v {
+		s += float64(x) * float64(x)
+	}
+	return math.Sqrt(s)
+}
+
+// TestMeanPoolingMatchesIndependentComputation runs the raw session on a
+// hand-padded batch and averages the hidden states in float64 over the
+// attention mask, independently of pool(); Embed must agree.
+func TestMeanPoolingMatchesIndependentComputation(t *testing.T) {
+	m := needModel(t)
+	if m.Info().Pooling != PoolMean {
+		t.Fatalf("test model pooling = %s, want mean (1_Pooling/config.json)", m.Info().Pooling)
+	}
+	texts := sampleTexts
+	seqs := make([][]int32, len(texts))
+	longest := 0
+	for i, s := range texts {
+		seqs[i], _ = m.Tokenizer().Encode(nil, s, m.Info().MaxLength)
+		longest = max(longest, len(seqs[i]))
+	}
+	h := m.Info().Dim
+	b := Batch{Size: len(texts), SeqLen: longest}
+	b.IDs = make([]int64, b.Size*b.SeqLen)
+	b.Mask = make([]int64, b.Size*b.SeqLen)
+	b.TypeIDs = make([]int64, b.Size*b.SeqLen)
+	for i, s := range seqs {
+		for j, id := range s {
+			b.IDs[i*longest+j] = int64(id)
+			b.Mask[i*longest+j] = 1
+		}
+	}
+	raw, err := m.Session().Run(&b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != b.Size*b.SeqLen*h {
+		t.Fatalf("raw output has %d floats, want %d", len(raw), b.Size*b.SeqLen*h)
+	}
+	got, err := m.Embed(context.Background(), texts, Options{Normalize: NormalizeOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range texts {
+		want := make([]float64, h)
+		var count float64
+		for j := 0; j < longest; j++ {
+			if b.Mask[i*longest+j] == 0 {
+				continue
+			}
+			count++
+			for k := 0; k < h; k++ {
+				want[k] += float64(raw[(i*longest+j)*h+k])
+			}
+		}
+		var maxDiff float64
+		for k := range want {
+			maxDiff = math.Max(maxDiff, math.Abs(want[k]/count-float64(got.Vectors[i][k])))
+		}
+		// Embed runs text i in a batch of other shapes; ORT's kernels may
+		// sum in another order, hence a tolerance above float32 rounding.
+		if maxDiff > 1e-4 {
+			t.Errorf("text %d: mean pooling differs from the independent computation by %g", i, maxDiff)
+		}
+	}
+}
+
+// TestBatchingKeepsResults checks that packing, sorting and padding leave
+// every vector equal to the one computed alone, in the caller's order.
+func TestBatchingKeepsResults(t *testing.T) {
+	m := needModel(t)
+	ctx := context.Background()
+	alone := make([][]float32, len(sampleTexts))
+	for i, s := range sampleTexts {
+		res, err := m.Embed(ctx, []string{s}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alone[i] = res.Vectors[0]
+	}
+	for _, budget := range []int{256, 600, 100000} {
+		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
+			// Same session, other batch limits.
+			mm := &Model{info: m.info, tok: m.tok, sess: m.sess, maxTokens: max(budget, m.info.MaxLength), maxRows: 3}
+			res, err := mm.Embed(ctx, sampleTexts, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range sampleTexts {
+				if c := cosine(res.Vectors[i], alone[i]); c < 0.99999 {
+					t.Errorf("text %d: cosine to the unbatched vector %.7f < 0.99999", i, c)
+				}
+			}
+		})
+	}
+}
+
+func TestNormalizeAndDimensions(t *testing.T) {
+	m := needModel(t)
+	ctx := context.Background()
+	raw, err := m.Embed(ctx, sampleTexts[:3], Options{Normalize: NormalizeOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit, err := m.Embed(ctx, sampleTexts[:3], Options{Normalize: NormalizeOn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, err := m.Embed(ctx, sampleTexts[:3], Options{Normalize: NormalizeOn, Dimensions: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if n := norm(unit.Vectors[i]); math.Abs(n-1) > 1e-5 {
+			t.Errorf("text %d: normalised norm %g", i, n)
+		}
+		if n := norm(raw.Vectors[i]); math.Abs(n-1) < 1e-3 {
+			t.Errorf("text %d: unnormalised vector already has norm %g; the test cannot tell", i, n)
+		}
+		if len(short.Vectors[i]) != 64 {
+			t.Fatalf("dimensions 64 gave %d components", len(short.Vectors[i]))
+		}
+		if n := norm(short.Vectors[i]); math.Abs(n-1) > 1e-5 {
+			t.Errorf("text %d: truncated vector not re-normalised: norm %g", i, n)
+		}
+		// Matryoshka: truncate the raw vector, then normalise.
+		if c := cosine(short.Vectors[i], raw.Vectors[i][:64]); c < 0.99999 {
+			t.Errorf("text %d: dimensions 64 is not the normalised prefix (cosine %g)", i, c)
+		}
+	}
+	if raw.Tokens <= 3*2 {
+		t.Errorf("Tokens = %d, want the count of all ids fed", raw.Tokens)
+	}
+}
+
+func TestTruncation(t *testing.T) {
+	m := needModel(t)
+	ctx := context.Background()
+	long := strings.Repeat("word ", 1000)
+	res, err := m.Embed(ctx, []string{"ok", long}, Options{})
+	if err != nil {
+		t.Fatalf("default truncation: %v", err)
+	}
+	if res.Tokens != 3+m.Info().MaxLength {
+		t.Errorf("Tokens = %d, want 3 + %d (the long text cut to the limit)", res.Tokens, m.Info().MaxLength)
+	}
+	exact := strings.Repeat("word ", m.Info().MaxLength-2) // exactly the limit
+	cut, err := m.Embed(ctx, []string{exact}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cosine(cut.Vectors[0], res.Vectors[1]); c < 0.99999 {
+		t.Errorf("truncated text is not the embedding of its first %d tokens (cosine %g)", m.Info().MaxLength, c)
+	}
+	_, err = m.Embed(ctx, []string{"ok", long}, Options{Truncate: Reject})
+	var ie *InputError
+	if !errors.As(err, &ie) || ie.Index != 1 || !strings.Contains(ie.Reason, "1002 tokens") {
+		t.Fatalf("Reject on a 1002-token text: got %v, want an InputError for text 1 naming 1002 tokens", err)
+	}
+	if _, err := m.Embed(ctx, []string{exact}, Options{Truncate: Reject}); err != nil {
+		t.Errorf("a text exactly at the limit was rejected: %v", err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	m := needModel(t)
+	ctx := context.Background()
+	cases := []struct {
+		name  string
+		texts []string
+		opts  Options
+		want  string
+	}{
+		{"empty list", nil, Options{}, "no texts"},
+		{"invalid utf-8", []string{"fine", "bad \xff\xfe"}, Options{}, "text 1 is not valid UTF-8"},
+		{"dimensions too big", []string{"x"}, Options{Dimensions: 385}, "dimensions 385 is not in [1, 384]"},
+		{"dimensions negative", []string{"x"}, Options{Dimensions: -1}, "dimensions -1 is not in [1, 384]"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := m.Embed(ctx, c.texts, c.opts)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("got %v, want an ErrInvalidInput containing %q", err, c.want)
+			}
+		})
+	}
+	if _, err := m.EmbedTokens(ctx, [][]int32{{}}, Options{}); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("empty token sequence: got %v, want ErrInvalidInput", err)
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	m := needModel(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := m.Embed(ctx, []string{"a"}, Options{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}
+
+func TestConcurrentEmbed(t *testing.T) {
+	m := needModel(t)
+	ctx := context.Background()
+	want, err := m.Embed(ctx, sampleTexts, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			i := g % len(sampleTexts)
+			res, err := m.Embed(ctx, sampleTexts[i:], Options{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			for j, v := range res.Vectors {
+				if c := cosine(v, want.Vectors[i+j]); c < 0.99999 {
+					errs <- fmt.Errorf("goroutine %d text %d: cosine %g", g, i+j, c)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,203 @@
+package models
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReadRegistryConfigStrict(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct{ name, body, want string }{
+		{"unknown field", `{"models":[{"id":"a","path":"m","colour":"red"}]}`, `unknown field "colour"`},
+		{"no models", `{"models":[]}`, "models: [] must list at least one model"},
+		{"bad id", `{"models":[{"id":"a b","path":"m"}]}`, `models[0].id: "a b" does not match`},
+		{"duplicate id", `{"models":[{"id":"a","path":"m"},{"id":"a","path":"n"}]}`, `models[1].id: "a" is used by an earlier model`},
+		{"bad device", `{"models":[{"id":"a","path":"m","device":"tpu"}]}`, `models[0].device: "tpu" is not one of cpu, cuda, cuda:N, auto`},
+		{"budget range", `{"models":[{"id":"a","path":"m","max_batch_tokens":-5}]}`, "models[0].max_batch_tokens: -5 is not in [1, 1048576]"},
+		{"bad default", `{"default":"zz","models":[{"id":"a","path":"m"}]}`, `default: "zz" is not the id of a listed model`},
+		{"bad pooling", `{"models":[{"id":"a","path":"m","pooling":"max"}]}`, `models[0].pooling: "max" is not one of mean, cls, lasttoken`},
+		{"not json", `{"models":`, "unexpected EOF"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, "c.json")
+			writeFile(t, p, c.body)
+			_, err := ReadRegistryConfig(p)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+			if !strings.Contains(err.Error(), p) {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+	p := filepath.Join(dir, "ok.json")
+	writeFile(t, p, `{"models":[{"id":"a","path":"m","device":"cuda:1","max_batch_tokens":4096}]}`)
+	cfg, err := ReadRegistryConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Models[0].Path != filepath.Join(dir, "m") {
+		t.Errorf("relative path resolved to %q, want it beside the config file", cfg.Models[0].Path)
+	}
+}
+
+func TestRegistryLoadsSeveralModels(t *testing.T) {
+	needModel(t)
+	cls := copyModelDir(t)
+	writeFile(t, filepath.Join(cls, "1_Pooling", "config.json"), `{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}`)
+	var logs bytes.Buffer
+	reg, err := OpenRegistry(RegistryConfig{Default: "mean", Models: []Config{
+		{ID: "mean", Path: testModelDir},
+		{ID: "cls", Path: cls, MaxLength: 128, MaxBatchTokens: 1024},
+	}}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	infos := reg.Models()
+	if len(infos) != 2 || infos[0].ID != "cls" || infos[1].ID != "mean" {
+		t.Fatalf("Models() = %+v, want cls and mean sorted by id", infos)
+	}
+	if infos[0].Pooling != PoolCLS || infos[0].MaxLength != 128 || infos[1].Pooling != PoolMean || infos[1].MaxLength != 256 {
+		t.Errorf("pooling/max length not taken from folder and config: %+v", infos)
+	}
+	if !infos[1].Normalize || infos[1].Dim != 384 || infos[1].Device.Kind != "cpu" {
+		t.Errorf("mean model info %+v: want normalize (modules.json), dim 384, cpu", infos[1])
+	}
+	if !strings.Contains(logs.String(), "model loaded") {
+		t.Errorf("no load log line: %s", logs.String())
+	}
+	def, err := reg.Get("")
+	if err != nil || def.Info().ID != "mean" {
+		t.Fatalf("Get(\"\") = %v, %v; want the default model", def, err)
+	}
+	_, err = reg.Get("nope")
+	if !errors.Is(err, ErrUnknownModel) || !strings.Contains(err.Error(), `"nope" is not loaded (have mean, cls)`) {
+		t.Errorf("unknown model: got %v", err)
+	}
+	// CLS pooling gives the first token's state: a text's vector then
+	// differs from mean pooling's for the same text.
+	c, _ := reg.Get("cls")
+	a, err := c.Embed(context.Background(), []string{"the same text"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := def.Embed(context.Background(), []string{"the same text"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cos := cosine(a.Vectors[0], b.Vectors[0]); cos > 0.999 {
+		t.Errorf("cls and mean pooling agree (cosine %g): the folder's pooling config was ignored", cos)
+	}
+	if err := reg.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := reg.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := def.Embed(context.Background(), []string{"x"}, Options{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Embed after Close: got %v, want ErrClosed", err)
+	}
+}
+
+func TestBrokenModelFolders(t *testing.T) {
+	needModel(t)
+	cases := []struct {
+		name  string
+		spoil func(dir string)
+		want  string
+	}{
+		{"missing folder", func(dir string) { os.RemoveAll(dir) }, "tokenizer.json: no such file"},
+		{"missing model.onnx", func(dir string) { os.Remove(filepath.Join(dir, "model.onnx")) }, "model.onnx"},
+		{"garbage model.onnx", func(dir string) {
+			os.Remove(filepath.Join(dir, "model.onnx"))
+			os.WriteFile(filepath.Join(dir, "model.onnx"), []byte("not a model"), 0o644)
+		}, "reading ONNX model"},
+		{"broken tokenizer.json", func(dir string) { os.WriteFile(filepath.Join(dir, "tokenizer.json"), []byte("{"), 0o644) }, "tokenizer.json"},
+		{"broken pooling config", func(dir string) {
+			os.WriteFile(filepath.Join(dir, "1_Pooling", "config.json"), []byte(`{"pooling_mode_max_tokens": true}`), 0o644)
+		}, "pooling_mode_max_tokens is not supported"},
+		{"two pooling modes", func(dir string) {
+			os.WriteFile(filepath.Join(dir, "1_Pooling", "config.json"), []byte(`{"pooling_mode_mean_tokens": true, "pooling_mode_cls_token": true}`), 0o644)
+		}, "want exactly one pooling_mode_*"},
+		{"broken modules.json", func(dir string) { os.WriteFile(filepath.Join(dir, "modules.json"), []byte(`[1,`), 0o644) }, "modules.json is not valid JSON"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := copyModelDir(t)
+			c.spoil(dir)
+			m, err := Load(testRT, Config{ID: "broken", Path: dir}, SessionConfig{})
+			if err == nil {
+				m.Close()
+				t.Fatal("Load succeeded on a broken folder")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %q, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestDeviceChoice(t *testing.T) {
+	needModel(t)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	s, err := testRT.NewSession(filepath.Join(testModelDir, "model.onnx"), SessionConfig{Device: Device{Kind: "auto"}, Logger: log})
+	if err != nil {
+		t.Fatalf("auto must always give a session: %v", err)
+	}
+	defer s.Close()
+	if s.Device().Kind == "cuda" {
+		t.Skip("the CUDA provider loaded here; the CPU fallback is not exercised")
+	}
+	if s.Device().Kind != "cpu" || !strings.Contains(logs.String(), "CUDA execution provider unavailable, using the CPU") {
+		t.Errorf("auto without CUDA: device %s, log %q; want cpu and a log line saying why", s.Device(), logs.String())
+	}
+	_, err = testRT.NewSession(filepath.Join(testModelDir, "model.onnx"), SessionConfig{Device: Device{Kind: "cuda"}})
+	if err == nil || !strings.Contains(err.Error(), "CUDA execution provider") {
+		t.Errorf("explicit cuda without CUDA: got %v, want an error naming the CUDA execution provider", err)
+	}
+}
+
+func TestParseDevice(t *testing.T) {
+	for in, want := range map[string]Device{"": {Kind: "cpu"}, "cpu": {Kind: "cpu"}, "auto": {Kind: "auto"}, "cuda": {Kind: "cuda"}, "cuda:3": {Kind: "cuda", ID: 3}} {
+		got, err := ParseDevice(in)
+		if err != nil || got != want {
+			t.Errorf("ParseDevice(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"gpu", "cuda:", "cuda:-1", "cuda:x", "CPU"} {
+		if _, err := ParseDevice(in); err == nil {
+			t.Errorf("ParseDevice(%q) accepted", in)
+		}
+	}
+}
+
+func TestFindORTLibrary(t *testing.T) {
+	t.Setenv("ORT_LIB", filepath.Join(t.TempDir(), "nope.so"))
+	_, err := FindORTLibrary("")
+	if !errors.Is(err, ErrORTLibrary) || !strings.Contains(err.Error(), "nope.so") || !strings.Contains(err.Error(), "ORT_LIB") {
+		t.Errorf("missing ORT_LIB file: got %v, want ErrORTLibrary naming the path and ORT_LIB", err)
+	}
+	_, err = FindORTLibrary("/definitely/missing/libonnxruntime.so.1")
+	if !errors.Is(err, ErrORTLibrary) {
+		t.Errorf("missing explicit path: got %v", err)
+	}
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# test.sh: every check CI runs, from a fresh clone: set-up, formatting, vet,
+# staticcheck, the tests (with the race detector where it is cheap) and a
+# short fuzz run of the tokenizer.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/setup.sh
+export EMBEDD_REQUIRE_ORT=1 # a missing fixture fails the tests instead of skipping them
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))
+if [ -n "$unformatted" ]; then
+  printf 'gofmt would change:\n%s\n' "$unformatted"
+  exit 1
+fi
+echo "== go vet"
+go vet ./...
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+echo "== go test"
+go test -count=1 ./...
+echo "== go test -race (tokenizer)"
+go test -count=1 -race ./models/tokenizer/
+echo "== fuzz (tokenizer, 20s)"
+go test -run='^$' -fuzz=FuzzEncode -fuzztime=20s ./models/tokenizer/
