@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -153,7 +154,7 @@ func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
 		return nil, err
 	}
 	sc.IntraOpThreads, sc.InterOpThreads = cfg.IntraOpThreads, cfg.InterOpThreads
-	sess, err := rt.NewSession(filepath.Join(cfg.Path, "model.onnx"), sc)
+	sess, err := rt.NewSession(onnxFile(cfg.Path), sc)
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +172,18 @@ func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
 		m.maxTokens = m.info.MaxLength // one longest text must always fit
 	}
 	return m, nil
+}
+
+// onnxFile is dir/model.onnx, or dir/onnx/model.onnx where only that exists
+// (the layout of Hugging Face repositories that ship an ONNX export).
+func onnxFile(dir string) string {
+	top := filepath.Join(dir, "model.onnx")
+	if _, err := os.Stat(top); err != nil {
+		if sub := filepath.Join(dir, "onnx", "model.onnx"); isFile(sub) {
+			return sub
+		}
+	}
+	return top
 }
 
 // Info describes the model.

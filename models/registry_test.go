@@ -201,3 +201,26 @@ func TestFindORTLibrary(t *testing.T) {
 		t.Errorf("missing explicit path: got %v", err)
 	}
 }
+
+func TestHuggingFaceONNXSubfolder(t *testing.T) {
+	dir := copyModelDir(t)
+	if err := os.Mkdir(filepath.Join(dir, "onnx"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "model.onnx"), filepath.Join(dir, "onnx", "model.onnx")); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(testRT, Config{ID: "hf", Path: dir}, SessionConfig{})
+	if err != nil {
+		t.Fatalf("a folder with onnx/model.onnx (Hugging Face's layout) did not load: %v", err)
+	}
+	defer m.Close()
+	a, err := m.Embed(context.Background(), []string{"same"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := testModel.Embed(context.Background(), []string{"same"}, Options{})
+	if c := cosine(a.Vectors[0], b.Vectors[0]); c < 0.99999 {
+		t.Errorf("same model, other layout: cosine %g", c)
+	}
+}
