@@ -8,6 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup.sh
 export EMBEDD_REQUIRE_ORT=1 # a missing fixture fails the tests instead of skipping them
 
+echo "== test-model generator"
+scripts/test_gen_test_model.sh
 echo "== gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))
 if [ -n "$unformatted" ]; then
