@@ -1,0 +1,297 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const dim = 4
+
+// fake is a Forwarder whose vector is a function of the sequence alone, so
+// any mix-up between batch rows shows; it records every batch it ran.
+type fake struct {
+	mu      sync.Mutex // guards batches and seen
+	batches [][]int    // lengths of the rows of each batch
+	seen    map[int32]bool
+	gate    chan struct{} // when set, each Forward waits for a value
+	entered chan struct{} // when set, Forward signals entry
+	err     error
+}
+
+func vectorOf(seq []int32) []float32 {
+	var sum int64
+	for _, id := range seq {
+		sum += int64(id)
+	}
+	return []float32{float32(len(seq)), float32(seq[0]), float32(seq[len(seq)-1]), float32(sum)}
+}
+
+func (f *fake) Forward(seqs [][]int32, dst [][]float32) error {
+	f.mu.Lock()
+	lens := make([]int, len(seqs))
+	for i, s := range seqs {
+		lens[i] = len(s)
+		if f.seen != nil {
+			f.seen[s[0]] = true
+		}
+	}
+	f.batches = append(f.batches, lens)
+	f.mu.Unlock()
+	if f.entered != nil {
+		f.entered <- struct{}{}
+	}
+	if f.gate != nil {
+		<-f.gate
+	}
+	if f.err != nil {
+		return f.err
+	}
+	for i, s := range seqs {
+		copy(dst[i], vectorOf(s))
+	}
+	return nil
+}
+
+func randSeq(r *rand.Rand, maxLen int) []int32 {
+	s := make([]int32, 1+r.IntN(maxLen))
+	for i := range s {
+		s[i] = int32(r.IntN(30000))
+	}
+	return s
+}
+
+func checkVectors(t *testing.T, seqs [][]int32, got [][]float32) {
+	t.Helper()
+	if len(got) != len(seqs) {
+		t.Fatalf("%d vectors for %d texts", len(got), len(seqs))
+	}
+	for i, s := range seqs {
+		if !slices.Equal(got[i], vectorOf(s)) {
+			t.Fatalf("text %d: vector %v, want %v (rows mixed up)", i, got[i], vectorOf(s))
+		}
+	}
+}
+
+func TestConcurrentRequestsGetTheirOwnVectors(t *testing.T) {
+	f := &fake{}
+	cfg := Config{Dim: dim, MaxBatchTokens: 1024, MaxBatchSize: 32, MaxWait: time.Millisecond, Workers: 2}
+	b, err := New(f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 64 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			for range 20 {
+				seqs := make([][]int32, 1+r.IntN(8))
+				for i := range seqs {
+					seqs[i] = randSeq(r, 200)
+				}
+				got, err := b.Submit(context.Background(), seqs)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for i, s := range seqs {
+					if !slices.Equal(got[i], vectorOf(s)) {
+						errs <- fmt.Errorf("goroutine %d text %d: got %v want %v", g, i, got[i], vectorOf(s))
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.Close()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	multi := 0
+	for _, lens := range f.batches {
+		longest, shortest := slices.Max(lens), slices.Min(lens)
+		if len(lens) > cfg.MaxBatchSize || (len(lens) > 1 && len(lens)*longest > cfg.MaxBatchTokens) {
+			t.Errorf("batch of %d rows, longest %d, breaks the limits", len(lens), longest)
+		}
+		if 2*shortest < longest {
+			t.Errorf("batch pads a %d-token row to %d (length buckets should prevent it)", shortest, longest)
+		}
+		if len(lens) > 1 {
+			multi++
+		}
+	}
+	if multi == 0 {
+		t.Errorf("no batch held more than one text across %d batches: nothing was merged", len(f.batches))
+	}
+}
+
+func TestBigRequestIsSplitAndReassembled(t *testing.T) {
+	f := &fake{}
+	b, _ := New(f, Config{Dim: dim, MaxBatchTokens: 256, MaxBatchSize: 16})
+	defer b.Close()
+	r := rand.New(rand.NewPCG(7, 7))
+	seqs := make([][]int32, 1000)
+	for i := range seqs {
+		seqs[i] = randSeq(r, 64)
+	}
+	got, err := b.Submit(context.Background(), seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVectors(t, seqs, got)
+	if len(f.batches) < 1000/16 {
+		t.Errorf("1000 texts ran in %d batches; the size cap of 16 needs at least %d", len(f.batches), 1000/16)
+	}
+}
+
+func TestFullQueueRefusesAtOnceOthersProceed(t *testing.T) {
+	f := &fake{gate: make(chan struct{}), entered: make(chan struct{}, 100)}
+	b, _ := New(f, Config{Dim: dim, QueueSize: 10, MaxBatchSize: 100, MaxBatchTokens: 100000})
+	defer b.Close()
+	seq := func(v int32) [][]int32 { return [][]int32{{v, v}} }
+	// Occupy the only worker.
+	first := make(chan error, 1)
+	go func() { _, err := b.Submit(context.Background(), seq(1)); first <- err }()
+	<-f.entered
+	// Fill the queue: 10 texts wait.
+	queued := make(chan error, 1)
+	var fill [][]int32
+	for i := range 10 {
+		fill = append(fill, []int32{int32(100 + i)})
+	}
+	go func() { got, err := b.Submit(context.Background(), fill); queued <- err; _ = got }()
+	for b.QueueDepth() < 10 {
+		time.Sleep(time.Millisecond)
+	}
+	_, err := b.Submit(context.Background(), seq(2))
+	if !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("Submit on a full queue: got %v, want ErrQueueFull", err)
+	}
+	close(f.gate) // let everything run
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-queued; err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Submit(context.Background(), seq(3)); err != nil || got[0][1] != 3 {
+		t.Fatalf("after the queue drained: %v, %v", got, err)
+	}
+}
+
+func TestCancelledItemsAreDroppedBeforeInference(t *testing.T) {
+	f := &fake{gate: make(chan struct{}), entered: make(chan struct{}, 100), seen: map[int32]bool{}}
+	var mu sync.Mutex
+	var dropped int
+	b, _ := New(f, Config{Dim: dim, Observe: func(s Stats) { mu.Lock(); dropped += s.DroppedBefore; mu.Unlock() }})
+	blocker := make(chan error, 1)
+	go func() { _, err := b.Submit(context.Background(), [][]int32{{1}}); blocker <- err }()
+	<-f.entered
+	ctx, cancel := context.WithCancel(context.Background())
+	cancelled := make(chan error, 1)
+	go func() { _, err := b.Submit(ctx, [][]int32{{42}, {43}}); cancelled <- err }()
+	for b.QueueDepth() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-cancelled; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled request: got %v", err)
+	}
+	deadline, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel2()
+	if _, err := b.Submit(deadline, [][]int32{{44}}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("expired request: got %v, want DeadlineExceeded", err)
+	}
+	close(f.gate)
+	if err := <-blocker; err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Submit(context.Background(), [][]int32{{7}}); err != nil || got[0][1] != 7 {
+		t.Fatalf("after cancellations: %v %v", got, err)
+	}
+	b.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range []int32{42, 43, 44} {
+		if f.seen[id] {
+			t.Errorf("text %d of an ended request reached the model", id)
+		}
+	}
+	if dropped != 3 {
+		t.Errorf("Stats counted %d dropped items, want 3", dropped)
+	}
+}
+
+func TestForwardErrorReachesEveryRequestOfTheBatch(t *testing.T) {
+	boom := errors.New("boom")
+	b, _ := New(&fake{err: boom}, Config{Dim: dim})
+	defer b.Close()
+	if _, err := b.Submit(context.Background(), [][]int32{{1}, {2}}); !errors.Is(err, boom) {
+		t.Fatalf("got %v, want the Forwarder's error", err)
+	}
+}
+
+func TestCloseDrainsQueuedWork(t *testing.T) {
+	f := &fake{gate: make(chan struct{}), entered: make(chan struct{}, 1000)}
+	b, _ := New(f, Config{Dim: dim, MaxBatchSize: 4})
+	results := make(chan error, 20)
+	for i := range 20 {
+		go func() {
+			got, err := b.Submit(context.Background(), [][]int32{{int32(i + 1)}})
+			if err == nil && got[0][1] != float32(i+1) {
+				err = fmt.Errorf("wrong vector %v", got[0])
+			}
+			results <- err
+		}()
+	}
+	<-f.entered
+	for {
+		f.mu.Lock()
+		running := len(f.batches[0])
+		f.mu.Unlock()
+		if b.QueueDepth()+running == 20 {
+			break // every request is queued or running
+		}
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
+	for {
+		b.mu.Lock()
+		c := b.closed
+		b.mu.Unlock()
+		if c {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := b.Submit(context.Background(), [][]int32{{99}}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Submit during Close: got %v, want ErrClosed", err)
+	}
+	close(f.gate)
+	<-closed
+	for range 20 {
+		if err := <-results; err != nil {
+			t.Errorf("queued request lost at Close: %v", err)
+		}
+	}
+	b.Close() // idempotent
+}
+
+func TestNewValidates(t *testing.T) {
+	if _, err := New(&fake{}, Config{}); err == nil {
+		t.Fatal("Dim 0 accepted")
+	}
+}
