@@ -79,13 +79,11 @@ func BenchmarkEmbedVsSession(b *testing.B) {
 	for _, size := range []int{1, 8, 32} {
 		texts := passages(b, m, size, tokens)
 		seqs := make([][]int32, size)
-		rows := make([]int, size)
 		for i, s := range texts {
 			seqs[i], _ = m.Tokenizer().Encode(nil, s, 0)
-			rows[i] = i
 		}
 		var batch Batch
-		fillBatch(&batch, rows, seqs)
+		fillBatch(&batch, seqs)
 		b.Run(fmt.Sprintf("batch=%d/path=session", size), func(b *testing.B) {
 			var out []float32
 			start := time.Now()

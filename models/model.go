@@ -239,74 +239,109 @@ func (m *Model) Embed(ctx context.Context, texts []string, o Options) (Embedding
 // batches under the token budget, and returns the vectors in the caller's
 // order.
 func (m *Model) EmbedTokens(ctx context.Context, seqs [][]int32, o Options) ([][]float32, error) {
-	dims, norm, err := m.resolve(o)
-	if err != nil {
+	if err := m.CheckOptions(o); err != nil {
 		return nil, err
-	}
-	for i, s := range seqs {
-		if len(s) == 0 || len(s) > m.info.MaxLength {
-			return nil, &InputError{Index: i, Reason: fmt.Sprintf("has %d tokens, want 1 to %d", len(s), m.info.MaxLength)}
-		}
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	if m.closed {
-		return nil, ErrClosed
 	}
 	order := make([]int, len(seqs))
 	for i := range order {
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(len(seqs[a]), len(seqs[b])) })
-
 	h := m.info.Dim
-	flat := make([]float32, len(seqs)*dims)
+	flat := make([]float32, len(seqs)*h)
 	vecs := make([][]float32, len(seqs))
-	pooled := make([]float32, h)
-	var b Batch
-	var states []float32
+	for i := range vecs {
+		vecs[i] = flat[i*h : (i+1)*h : (i+1)*h]
+	}
+	rowSeqs := make([][]int32, 0, m.maxRows)
+	rowVecs := make([][]float32, 0, m.maxRows)
 	for lo := 0; lo < len(order); {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("embedd/models: embedding stopped after %d of %d texts: %w", lo, len(seqs), err)
 		}
 		hi := m.packBatch(order, seqs, lo)
-		fillBatch(&b, order[lo:hi], seqs)
-		if states, err = m.sess.Run(&b, states); err != nil {
+		rowSeqs, rowVecs = rowSeqs[:0], rowVecs[:0]
+		for _, idx := range order[lo:hi] {
+			rowSeqs = append(rowSeqs, seqs[idx])
+			rowVecs = append(rowVecs, vecs[idx])
+		}
+		if err := m.Forward(rowSeqs, rowVecs); err != nil {
+			var ie *InputError
+			if errors.As(err, &ie) {
+				ie.Index = order[lo+ie.Index]
+			}
 			return nil, err
 		}
-		for r, idx := range order[lo:hi] {
-			pool(pooled, states[r*b.SeqLen*h:(r+1)*b.SeqLen*h], len(seqs[idx]), m.info.Pooling)
-			v := flat[idx*dims : (idx+1)*dims : (idx+1)*dims]
-			copy(v, pooled[:dims])
-			if norm {
-				normalize(v)
-			}
-			vecs[idx] = v
-		}
 		lo = hi
+	}
+	for i, v := range vecs {
+		vecs[i] = m.Finish(v, o)
 	}
 	return vecs, nil
 }
 
-// resolve turns per-request options into the output width and whether to
-// normalise.
-func (m *Model) resolve(o Options) (dims int, norm bool, err error) {
-	dims = m.info.Dim
-	if o.Dimensions != 0 {
-		if o.Dimensions < 1 || o.Dimensions > m.info.Dim {
-			return 0, false, fmt.Errorf("embedd/models: dimensions %d is not in [1, %d] for model %s: %w", o.Dimensions, m.info.Dim, m.info.ID, ErrInvalidInput)
+// scratch is one Forward call's reusable buffers.
+type scratch struct {
+	batch  Batch
+	states []float32
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// Forward runs one batch, as packed by the caller, and writes each
+// sequence's pooled, not yet normalised vector (Dim wide) into dst[i].
+// Every sequence must hold 1 to MaxLength ids. Use Finish to apply a
+// request's options to the result. Safe for concurrent use.
+func (m *Model) Forward(seqs [][]int32, dst [][]float32) error {
+	if len(dst) != len(seqs) {
+		return fmt.Errorf("embedd/models: Forward got %d sequences but %d destinations", len(seqs), len(dst))
+	}
+	for i, s := range seqs {
+		if len(s) == 0 || len(s) > m.info.MaxLength {
+			return &InputError{Index: i, Reason: fmt.Sprintf("has %d tokens, want 1 to %d", len(s), m.info.MaxLength)}
 		}
-		dims = o.Dimensions
+		if len(dst[i]) != m.info.Dim {
+			return fmt.Errorf("embedd/models: destination %d holds %d floats, want %d", i, len(dst[i]), m.info.Dim)
+		}
 	}
-	switch o.Normalize {
-	case NormalizeOn:
-		norm = true
-	case NormalizeOff:
-		norm = false
-	default:
-		norm = m.info.Normalize
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return ErrClosed
 	}
-	return dims, norm, nil
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	fillBatch(&sc.batch, seqs)
+	var err error
+	if sc.states, err = m.sess.Run(&sc.batch, sc.states); err != nil {
+		return err
+	}
+	h, rowLen := m.info.Dim, sc.batch.SeqLen*m.info.Dim
+	for r, s := range seqs {
+		pool(dst[r][:h], sc.states[r*rowLen:(r+1)*rowLen], len(s), m.info.Pooling)
+	}
+	return nil
+}
+
+// CheckOptions reports whether o suits this model (dimensions in range).
+func (m *Model) CheckOptions(o Options) error {
+	if o.Dimensions != 0 && (o.Dimensions < 1 || o.Dimensions > m.info.Dim) {
+		return fmt.Errorf("embedd/models: dimensions %d is not in [1, %d] for model %s: %w", o.Dimensions, m.info.Dim, m.info.ID, ErrInvalidInput)
+	}
+	return nil
+}
+
+// Finish applies o to a vector from Forward: it keeps the first Dimensions
+// components and L2-normalises them when normalisation is on, in place, and
+// returns the kept prefix. o must have passed CheckOptions.
+func (m *Model) Finish(v []float32, o Options) []float32 {
+	if o.Dimensions > 0 {
+		v = v[:o.Dimensions:o.Dimensions]
+	}
+	if o.Normalize == NormalizeOn || (o.Normalize == NormalizeDefault && m.info.Normalize) {
+		normalize(v)
+	}
+	return v
 }
 
 // packBatch returns hi such that order[lo:hi] (ascending lengths) is the
@@ -319,25 +354,25 @@ func (m *Model) packBatch(order []int, seqs [][]int32, lo int) int {
 	return hi
 }
 
-// fillBatch pads the rows seqs[rows[i]] into b, right-padded with id 0 and
-// mask 0; token type ids are all 0 (single-segment input).
-func fillBatch(b *Batch, rows []int, seqs [][]int32) {
+// fillBatch pads seqs into b, right-padded with id 0 and mask 0; token
+// type ids are all 0 (single-segment input).
+func fillBatch(b *Batch, seqs [][]int32) {
 	seqLen := 0
-	for _, r := range rows {
-		seqLen = max(seqLen, len(seqs[r]))
+	for _, s := range seqs {
+		seqLen = max(seqLen, len(s))
 	}
-	n := len(rows) * seqLen
-	b.Size, b.SeqLen = len(rows), seqLen
+	n := len(seqs) * seqLen
+	b.Size, b.SeqLen = len(seqs), seqLen
 	b.IDs = grow(b.IDs, n)
 	b.Mask = grow(b.Mask, n)
 	b.TypeIDs = grow(b.TypeIDs, n)
 	clear(b.IDs)
 	clear(b.Mask)
 	clear(b.TypeIDs)
-	for i, r := range rows {
+	for i, s := range seqs {
 		row := b.IDs[i*seqLen:]
 		mask := b.Mask[i*seqLen:]
-		for j, id := range seqs[r] {
+		for j, id := range s {
 			row[j] = int64(id)
 			mask[j] = 1
 		}
