@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# gen-proto.sh: regenerate proto/embedd/v1/*.pb.go with pinned tool versions.
-# protoc comes from Debian (protobuf-compiler); the Go plugins from the module proxy.
+# gen-proto.sh: regenerate proto/embedd/v1/*.pb.go with pinned tool versions:
+# buf 1.75.0 (npm @bufbuild/buf; it compiles edition 2023, which Debian's protoc
+# cannot), protoc-gen-go v1.36.12 and protoc-gen-go-grpc v1.6.2 (Go module proxy).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-command -v protoc >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get update -qq && $sudo apt-get install -y -qq protobuf-compiler >/dev/null; }
-bin=$(pwd)/.cache/bin
-GOBIN=$bin go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
-GOBIN=$bin go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
-PATH=$bin:$PATH protoc -I proto \
-  --go_out=proto --go_opt=paths=source_relative \
-  --go-grpc_out=proto --go-grpc_opt=paths=source_relative \
-  proto/embedd/v1/*.proto
-echo "generated: $(ls proto/embedd/v1/*.go | tr '\n' ' ')"
+tools=$(pwd)/.cache/tools
+if [ ! -x "$tools/node_modules/.bin/buf" ] || [ "$("$tools/node_modules/.bin/buf" --version)" != 1.75.0 ]; then
+  mkdir -p "$tools"
+  (cd "$tools" && npm install --silent --no-audit --no-fund --prefix . @bufbuild/buf@1.75.0 >/dev/null)
+fi
+GOBIN=$tools/bin go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+GOBIN=$tools/bin go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+cd proto
+PATH=$tools/bin:$PATH "$tools/node_modules/.bin/buf" lint
+PATH=$tools/bin:$PATH "$tools/node_modules/.bin/buf" generate
+echo "generated: $(ls embedd/v1/*.go | tr '\n' ' ')"
