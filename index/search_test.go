@@ -1,0 +1,236 @@
+package index
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSearchMatchesBruteForce(t *testing.T) {
+	for _, metric := range []Metric{Cosine, Dot, L2} {
+		t.Run(metric.String(), func(t *testing.T) {
+			const dim, n = 16, 500
+			c := testCollection(t, dim, metric)
+			rng := rand.New(rand.NewPCG(3, uint64(metric)))
+			random := func() []float32 {
+				v := make([]float32, dim)
+				for j := range v {
+					v[j] = rng.Float32()*2 - 1
+				}
+				return v
+			}
+			stored := map[string][]float64{}
+			var recs []Record
+			for i := range n {
+				v := random()
+				id := fmt.Sprintf("r%03d", i)
+				recs = append(recs, rec(id, v))
+				stored[id] = unit(v, metric == Cosine)
+			}
+			mustUpsert(t, c, recs...)
+			// Delete some: they must never come back.
+			var gone []string
+			for i := 0; i < n; i += 7 {
+				gone = append(gone, fmt.Sprintf("r%03d", i))
+				delete(stored, fmt.Sprintf("r%03d", i))
+			}
+			if _, err := c.Delete(context.Background(), gone); err != nil {
+				t.Fatal(err)
+			}
+			queries := [][]float32{random(), random(), random()}
+			got, err := c.Search(context.Background(), queries, 10, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for qi, q := range queries {
+				want := bruteForce(stored, unit(q, metric == Cosine), metric, 10)
+				if len(got[qi]) != 10 {
+					t.Fatalf("query %d: %d results", qi, len(got[qi]))
+				}
+				for i, r := range got[qi] {
+					if r.ID != want[i].ID || math.Abs(float64(r.Score-want[i].Score)) > 1e-4 {
+						t.Fatalf("query %d rank %d: %s %v, want %s %v", qi, i, r.ID, r.Score, want[i].ID, want[i].Score)
+					}
+				}
+			}
+		})
+	}
+}
+
+func unit(v []float32, normalise bool) []float64 {
+	out := make([]float64, len(v))
+	var s float64
+	for j, x := range v {
+		out[j] = float64(x)
+		s += out[j] * out[j]
+	}
+	if normalise {
+		for j := range out {
+			out[j] /= math.Sqrt(s)
+		}
+	}
+	return out
+}
+
+func bruteForce(rows map[string][]float64, q []float64, metric Metric, k int) []Result {
+	var all []Result
+	for id, x := range rows {
+		var s float64
+		for j := range x {
+			if metric == L2 {
+				s += (q[j] - x[j]) * (q[j] - x[j])
+			} else {
+				s += q[j] * x[j]
+			}
+		}
+		all = append(all, Result{ID: id, Score: float32(s)})
+	}
+	slices.SortFunc(all, func(a, b Result) int {
+		c := cmp.Compare(b.Score, a.Score)
+		if metric == L2 {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return all[:min(k, len(all))]
+}
+
+func TestSearchTiesByIDAndFewerRowsThanK(t *testing.T) {
+	c := testCollection(t, 2, Dot)
+	mustUpsert(t, c, rec("b", []float32{1, 0}), rec("c", []float32{1, 0}), rec("a", []float32{1, 0}), rec("z", []float32{0, 1}))
+	got, err := c.Search(context.Background(), [][]float32{{1, 0}}, 10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, r := range got[0] {
+		order = append(order, r.ID)
+	}
+	if !slices.Equal(order, []string{"a", "b", "c", "z"}) {
+		t.Fatalf("order %v", order)
+	}
+}
+
+func TestSearchFilter(t *testing.T) {
+	c := testCollection(t, 2, Dot)
+	mustUpsert(t, c,
+		Record{ID: "en1", Vector: []float32{1, 0}, Metadata: []byte(`{"lang": "en", "n": 5, "ok": true, "tag": null}`), MetadataJSON: true},
+		Record{ID: "en2", Vector: []float32{0.5, 0}, Metadata: []byte(`{"lang":"en","n":6}`), MetadataJSON: true},
+		Record{ID: "fr", Vector: []float32{0.9, 0}, Metadata: []byte(`{"lang":"fr","n":5}`), MetadataJSON: true},
+		Record{ID: "raw", Vector: []float32{1, 0}, Metadata: []byte(`{"lang":"en"}`)}, // bytes, not JSON
+		rec("none", []float32{1, 0}),
+	)
+	cases := []struct {
+		filter map[string]string
+		want   []string
+	}{
+		{nil, []string{"en1", "none", "raw", "fr", "en2"}},
+		{map[string]string{"lang": "en"}, []string{"en1", "en2"}},
+		{map[string]string{"n": "5"}, []string{"en1", "fr"}},
+		{map[string]string{"lang": "en", "n": "5"}, []string{"en1"}},
+		{map[string]string{"ok": "true"}, []string{"en1"}},
+		{map[string]string{"tag": "null"}, []string{"en1"}},
+		{map[string]string{"missing": "x"}, nil},
+	}
+	for _, tc := range cases {
+		got, err := c.Search(context.Background(), [][]float32{{1, 0}}, 10, tc.filter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range got[0] {
+			ids = append(ids, r.ID)
+		}
+		if !slices.Equal(ids, tc.want) {
+			t.Errorf("filter %v: %v, want %v", tc.filter, ids, tc.want)
+		}
+	}
+	got, _ := c.Search(context.Background(), [][]float32{{1, 0}}, 1, map[string]string{"lang": "en"})
+	if r := got[0][0]; string(r.Metadata) != `{"lang":"en","n":5,"ok":true,"tag":null}` || !r.MetadataJSON {
+		t.Fatalf("result metadata %s %v (stored compacted)", r.Metadata, r.MetadataJSON)
+	}
+}
+
+func TestSearchValidation(t *testing.T) {
+	c := testCollection(t, 3, Cosine)
+	mustUpsert(t, c, rec("a", []float32{1, 0, 0}))
+	ctx := context.Background()
+	q := [][]float32{{1, 0, 0}}
+	cases := []struct {
+		name    string
+		queries [][]float32
+		k       int
+		filter  map[string]string
+		want    string
+	}{
+		{"k zero", q, 0, nil, "k 0 is not in [1, 10000]"},
+		{"k too big", q, 10001, nil, "k 10001 is not in [1, 10000]"},
+		{"no queries", nil, 1, nil, "no queries"},
+		{"dimension", [][]float32{{1, 0}}, 1, nil, "query 0: vector has 2 dimensions, want 3"},
+		{"nan", [][]float32{{1, 0, 0}, {float32(math.NaN()), 0, 0}}, 1, nil, "query 1: vector component 0 is NaN"},
+		{"zero cosine", [][]float32{{0, 0, 0}}, 1, nil, "zero vector under the cosine metric"},
+		{"empty filter key", q, 1, map[string]string{"": "x"}, "empty field name"},
+	}
+	for _, tc := range cases {
+		_, err := c.Search(ctx, tc.queries, tc.k, tc.filter)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrInvalid with %q", tc.name, err, tc.want)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := c.Search(cctx, q, 1, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled search: %v", err)
+	}
+}
+
+func TestSearchEmptyCollection(t *testing.T) {
+	c := testCollection(t, 3, L2)
+	got, err := c.Search(context.Background(), [][]float32{{1, 2, 3}}, 5, nil)
+	if err != nil || len(got) != 1 || len(got[0]) != 0 {
+		t.Fatalf("Search on empty = %v, %v", got, err)
+	}
+}
+
+func BenchmarkReferenceScan(b *testing.B) {
+	const rows, dim = 20000, 384
+	data := make([]float32, rows*dim)
+	for i := range data {
+		data[i] = float32(i%97) / 97
+	}
+	m := scanMatrix{data: data, dim: dim, rows: rows, metric: Dot}
+	q := vec(dim, 0.1)
+	b.SetBytes(int64(len(data) * 4))
+	for b.Loop() {
+		if _, err := referenceScan(context.Background(), m, q, 1, 10); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestSearchL2IsDistanceAscending(t *testing.T) {
+	c := testCollection(t, 2, L2)
+	mustUpsert(t, c, rec("far", []float32{3, 0}), rec("near", []float32{1, 0}), rec("here", []float32{0, 0}), rec("tie", []float32{-1, 0}))
+	got, err := c.Search(context.Background(), [][]float32{{0, 0}}, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	var scores []float32
+	for _, r := range got[0] {
+		order = append(order, r.ID)
+		scores = append(scores, r.Score)
+	}
+	if !slices.Equal(order, []string{"here", "near", "tie"}) || !slices.Equal(scores, []float32{0, 1, 1}) {
+		t.Fatalf("order %v scores %v", order, scores)
+	}
+}

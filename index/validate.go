@@ -1,0 +1,232 @@
+package index
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"unicode/utf8"
+)
+
+// Errors returned by this package wrap one of these; match with errors.Is.
+var (
+	// ErrInvalid is wrapped by every error about a caller's argument: a
+	// vector, an id, metadata, a name, k, a dimension. Nothing was stored.
+	ErrInvalid = errors.New("embedd/index: invalid argument")
+	// ErrNotFound is wrapped when a collection does not exist.
+	ErrNotFound = errors.New("embedd/index: not found")
+	// ErrExists is wrapped when creating a collection that already exists.
+	ErrExists = errors.New("embedd/index: already exists")
+	// ErrClosed is wrapped by calls on a closed or dropped collection.
+	ErrClosed = errors.New("embedd/index: closed")
+	// ErrReadOnly is wrapped by writes to a collection opened read-only.
+	ErrReadOnly = errors.New("embedd/index: read-only")
+	// ErrLocked is wrapped when another writer holds the collection.
+	ErrLocked = errors.New("embedd/index: locked by another writer")
+	// ErrCorrupt is wrapped when files on disk fail their checks in a way
+	// that recovery must not paper over (damage before the end of the log,
+	// a bad checkpoint or data file header).
+	ErrCorrupt = errors.New("embedd/index: corrupt")
+)
+
+// Limits enforced at this layer.
+const (
+	// MaxDim is the largest dimension a collection may have.
+	MaxDim = 65536
+	// MaxIDBytes is the longest id, in bytes of UTF-8.
+	MaxIDBytes = 256
+	// MaxMetadataBytes is the largest metadata of one row.
+	MaxMetadataBytes = 1 << 20
+	// MaxK is the largest k a search accepts.
+	MaxK = 10000
+)
+
+func invalidf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+func corruptf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+}
+
+// Metric is how a collection scores a query against a row. It is fixed when
+// the collection is created.
+type Metric uint8
+
+// The metrics.
+const (
+	// Cosine similarity, larger is closer. Rows are stored normalised to
+	// unit length, so the score is their dot product with the normalised
+	// query; a zero vector is refused.
+	Cosine Metric = iota + 1
+	// Dot is the plain inner product, larger is closer.
+	Dot
+	// L2 scores by squared Euclidean distance ‖q-x‖², smaller is closer.
+	// Each row's squared norm is stored beside it.
+	L2
+)
+
+// String returns the metric's name as ParseMetric reads it.
+func (m Metric) String() string {
+	switch m {
+	case Cosine:
+		return "cosine"
+	case Dot:
+		return "dot"
+	case L2:
+		return "l2"
+	}
+	return fmt.Sprintf("metric(%d)", uint8(m))
+}
+
+// ParseMetric reads "cosine", "dot" or "l2".
+func ParseMetric(s string) (Metric, error) {
+	switch s {
+	case "cosine":
+		return Cosine, nil
+	case "dot":
+		return Dot, nil
+	case "l2":
+		return L2, nil
+	}
+	return 0, invalidf("metric %q is not one of cosine, dot, l2", s)
+}
+
+func (m Metric) valid() bool { return m == Cosine || m == Dot || m == L2 }
+
+var namePattern = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
+
+// ValidName reports why name cannot name a collection: it must match
+// [a-z0-9_-]{1,64}, which also keeps it a single, plain path element.
+func ValidName(name string) error {
+	if !namePattern.MatchString(name) {
+		return invalidf("collection name %q does not match [a-z0-9_-]{1,64}", name)
+	}
+	return nil
+}
+
+// Spec is what a collection is, fixed when it is created.
+type Spec struct {
+	// Dim is the vectors' dimension, in [1, MaxDim].
+	Dim int
+	// Metric is how rows are scored against queries.
+	Metric Metric
+	// Model optionally names the embedding model that turns the
+	// collection's texts into vectors. This package stores it and does not
+	// interpret it. Empty, or 1 to 128 characters of [A-Za-z0-9._-].
+	Model string
+}
+
+var modelPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+func (s Spec) validate() error {
+	if s.Dim < 1 || s.Dim > MaxDim {
+		return invalidf("dim %d is not in [1, %d]", s.Dim, MaxDim)
+	}
+	if !s.Metric.valid() {
+		return invalidf("metric %d is not one of cosine, dot, l2", s.Metric)
+	}
+	if s.Model != "" && !modelPattern.MatchString(s.Model) {
+		return invalidf("model %q does not match [A-Za-z0-9._-]{1,128}", s.Model)
+	}
+	return nil
+}
+
+// where names what an error is about ("record 3 (id "a")", "line 17",
+// "query 0"); it is formatted only when there is an error.
+type where struct {
+	kind string
+	i    int
+	id   string
+}
+
+func (w where) String() string {
+	if w.id != "" {
+		return fmt.Sprintf("%s %d (id %q)", w.kind, w.i, w.id)
+	}
+	return fmt.Sprintf("%s %d", w.kind, w.i)
+}
+
+func validID(id string, w where) error {
+	switch {
+	case id == "":
+		return invalidf("%v: id is empty", w)
+	case len(id) > MaxIDBytes:
+		return invalidf("%v: id %.32q… is %d bytes, over %d", w, id, len(id), MaxIDBytes)
+	case !utf8.ValidString(id):
+		return invalidf("%v: id %q is not valid UTF-8", w, id)
+	}
+	return nil
+}
+
+// appendVector checks v against the collection's dimension and metric and
+// appends its stored form (normalised for Cosine) to dst as little-endian
+// float32. what names the vector in errors.
+func appendVector(dst []byte, v []float32, dim int, metric Metric, what where) ([]byte, error) {
+	if len(v) != dim {
+		return dst, invalidf("%v: vector has %d dimensions, want %d", what, len(v), dim)
+	}
+	var sum float64
+	for j, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return dst, invalidf("%v: vector component %d is %v", what, j, x)
+		}
+		sum += float64(x) * float64(x)
+	}
+	scale := float32(1)
+	if metric == Cosine {
+		if sum == 0 {
+			return dst, invalidf("%v: zero vector under the cosine metric", what)
+		}
+		norm := math.Sqrt(sum)
+		if math.IsInf(norm, 0) || float32(1/norm) == 0 {
+			return dst, invalidf("%v: vector norm %g cannot be normalised in float32", what, norm)
+		}
+		scale = float32(1 / norm)
+	} else if math.IsInf(float64(float32(sum)), 0) {
+		return dst, invalidf("%v: vector's squared norm overflows float32", what)
+	}
+	for _, x := range v {
+		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(x*scale))
+	}
+	return dst, nil
+}
+
+// normaliseQuery returns q checked and in the form rows are compared with.
+func normaliseQuery(q []float32, dim int, metric Metric, what where) ([]float32, error) {
+	buf, err := appendVector(make([]byte, 0, 4*dim), q, dim, metric, what)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, dim)
+	for j := range out {
+		out[j] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*j:]))
+	}
+	return out, nil
+}
+
+// checkMetadata returns the metadata kind and the bytes to store. JSON must be
+// one object; it is stored compacted.
+func checkMetadata(meta []byte, isJSON bool, what where) (byte, []byte, error) {
+	if !isJSON && len(meta) == 0 {
+		return metaKindNone, nil, nil
+	}
+	if len(meta) > MaxMetadataBytes {
+		return 0, nil, invalidf("%v: metadata is %d bytes, over %d", what, len(meta), MaxMetadataBytes)
+	}
+	if !isJSON {
+		return metaKindBytes, meta, nil
+	}
+	trimmed := bytes.TrimLeft(meta, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(meta) {
+		return 0, nil, invalidf("%v: metadata is not a valid JSON object", what)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, meta); err != nil {
+		return 0, nil, invalidf("%v: metadata is not a valid JSON object: %w", what, err)
+	}
+	return metaKindJSON, buf.Bytes(), nil
+}

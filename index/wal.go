@@ -1,0 +1,411 @@
+package index
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// walSegment names one WAL file: wal-<start>.log, whose first record (if
+// any) has seq start.
+type walSegment struct {
+	path  string
+	start uint64
+}
+
+func walPath(dir string, start uint64) string {
+	return filepath.Join(dir, fmt.Sprintf("wal-%016x.log", start))
+}
+
+// listSegments returns dir's WAL segments, oldest first.
+func listSegments(dir string) ([]walSegment, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedd/index: %w", err)
+	}
+	var segs []walSegment
+	for _, e := range ents {
+		name := e.Name()
+		hex, ok := strings.CutPrefix(name, "wal-")
+		if !ok {
+			continue
+		}
+		hex, ok = strings.CutSuffix(hex, ".log")
+		if !ok || len(hex) != 16 {
+			continue
+		}
+		start, err := strconv.ParseUint(hex, 16, 64)
+		if err != nil {
+			continue
+		}
+		segs = append(segs, walSegment{path: filepath.Join(dir, name), start: start})
+	}
+	slices.SortFunc(segs, func(a, b walSegment) int { return cmpUint64(a.start, b.start) })
+	return segs, nil
+}
+
+func cmpUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// removeSegmentsThrough removes the segments every record of which has seq
+// at most seq (the next segment starts at or before seq+1).
+func removeSegmentsThrough(dir string, seq uint64) error {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := 0; i+1 < len(segs) && segs[i+1].start <= seq+1; i++ {
+		if err := os.Remove(segs[i].path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("embedd/index: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func walHeader(start uint64) []byte {
+	h := make([]byte, walHeaderSize)
+	copy(h, walMagic)
+	binary.LittleEndian.PutUint64(h[8:], start)
+	binary.LittleEndian.PutUint32(h[16:], formatVersion)
+	binary.LittleEndian.PutUint32(h[20:], crc32.Checksum(h[:20], castagnoli))
+	return h
+}
+
+// walWriter appends records to one segment. It is owned by the committer
+// goroutine once handed to it.
+type walWriter struct {
+	f     *os.File
+	path  string
+	start uint64
+	size  int64
+}
+
+// createSegment creates dir's segment starting at seq start, its header
+// durable (file and directory synced). The caller closes it.
+func createSegment(dir string, start uint64) (*walWriter, error) {
+	path := walPath(dir, start)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("embedd/index: %w", err)
+	}
+	w := &walWriter{f: f, path: path, start: start}
+	if err := w.write(walHeader(start)); err != nil {
+		w.close()
+		return nil, err
+	}
+	if err := w.sync(); err != nil {
+		w.close()
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		w.close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// openSegmentForAppend opens seg to append at end, cutting anything after it.
+func openSegmentForAppend(seg walSegment, end int64) (*walWriter, error) {
+	f, err := os.OpenFile(seg.path, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("embedd/index: %w", err)
+	}
+	w := &walWriter{f: f, path: seg.path, start: seg.start, size: end}
+	if err := f.Truncate(end); err != nil {
+		w.close()
+		return nil, fmt.Errorf("embedd/index: cutting %s at %d: %w", seg.path, end, err)
+	}
+	return w, nil
+}
+
+func (w *walWriter) write(b []byte) error {
+	n, err := w.f.WriteAt(b, w.size)
+	w.size += int64(n)
+	if err != nil {
+		return fmt.Errorf("embedd/index: writing %s: %w", w.path, err)
+	}
+	return nil
+}
+
+func (w *walWriter) sync() error {
+	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+		return fmt.Errorf("embedd/index: syncing %s: %w", w.path, err)
+	}
+	return nil
+}
+
+// close closes the file; nil-safe and idempotent.
+func (w *walWriter) close() error {
+	if w == nil || w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	if err != nil {
+		return fmt.Errorf("embedd/index: %w", err)
+	}
+	return nil
+}
+
+// walDamage says where a segment stops being readable and why.
+type walDamage struct {
+	path   string
+	off    int64
+	reason string
+}
+
+func (d *walDamage) Error() string {
+	return fmt.Sprintf("WAL %s at offset %d: %s", d.path, d.off, d.reason) // always wrapped by corruptf
+}
+
+// walReader reads the records of one segment in order.
+type walReader struct {
+	f     *os.File
+	br    *bufio.Reader
+	path  string
+	start uint64
+	off   int64 // offset of the next record
+	hdr   [walRecordHeaderSize]byte
+	buf   []byte
+}
+
+// openWALReader opens seg and checks its header; a damaged header is a
+// *walDamage at offset 0. The caller closes the reader.
+func openWALReader(seg walSegment) (*walReader, error) {
+	f, err := os.Open(seg.path)
+	if err != nil {
+		return nil, fmt.Errorf("embedd/index: %w", err)
+	}
+	r := &walReader{f: f, br: bufio.NewReaderSize(f, 1<<20), path: seg.path}
+	h := make([]byte, walHeaderSize)
+	if _, err := io.ReadFull(r.br, h); err != nil {
+		return r, &walDamage{seg.path, 0, "segment header cut short"}
+	}
+	switch {
+	case crc32.Checksum(h[:20], castagnoli) != binary.LittleEndian.Uint32(h[20:]):
+		return r, &walDamage{seg.path, 0, "segment header checksum mismatch"}
+	case string(h[:8]) != walMagic:
+		return r, &walDamage{seg.path, 0, "not a WAL segment"}
+	case binary.LittleEndian.Uint64(h[8:]) != seg.start:
+		return r, &walDamage{seg.path, 0, "segment header names another start"}
+	case binary.LittleEndian.Uint32(h[16:]) != formatVersion:
+		return r, &walDamage{seg.path, 0, "unknown format version"}
+	}
+	r.start = seg.start
+	r.off = walHeaderSize
+	return r, nil
+}
+
+// next returns the next record's payload (valid until the next call), io.EOF
+// at a clean end, or a *walDamage.
+func (r *walReader) next() ([]byte, error) {
+	if _, err := io.ReadFull(r.br, r.hdr[:]); err != nil {
+		if err == io.EOF {
+			return nil, io.EOF
+		}
+		if err == io.ErrUnexpectedEOF {
+			return nil, &walDamage{r.path, r.off, "record header cut short"}
+		}
+		return nil, fmt.Errorf("embedd/index: reading %s: %w", r.path, err)
+	}
+	n := binary.LittleEndian.Uint32(r.hdr[0:])
+	sum := binary.LittleEndian.Uint32(r.hdr[4:])
+	if n < walBatchHeaderSize || n > maxWALRecord {
+		return nil, &walDamage{r.path, r.off, fmt.Sprintf("record length %d is not in [%d, %d]", n, walBatchHeaderSize, maxWALRecord)}
+	}
+	if cap(r.buf) < int(n) {
+		r.buf = make([]byte, n)
+	}
+	p := r.buf[:n]
+	if _, err := io.ReadFull(r.br, p); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, &walDamage{r.path, r.off, "record cut short"}
+		}
+		return nil, fmt.Errorf("embedd/index: reading %s: %w", r.path, err)
+	}
+	if crc32.Checksum(p, castagnoli) != sum {
+		return nil, &walDamage{r.path, r.off, "record checksum mismatch"}
+	}
+	r.off += walRecordHeaderSize + int64(n)
+	return p, nil
+}
+
+func (r *walReader) close() error {
+	if r == nil || r.f == nil {
+		return nil
+	}
+	err := r.f.Close()
+	r.f = nil
+	return err
+}
+
+// replayMode says what replayWAL does with damage.
+type replayMode int
+
+const (
+	// replayRecover (a writer opening): damage after which no segment holds
+	// a record is a torn tail: cut it and log; damage before records is
+	// ErrCorrupt.
+	replayRecover replayMode = iota
+	// replayReadOnly: stop at the first damage, changing nothing; a gap or
+	// a vanished segment (a writer checkpointed meanwhile) is errRetry.
+	replayReadOnly
+	// replayStrict (compaction re-reading its own log): any damage is an
+	// error.
+	replayStrict
+)
+
+// errRetry tells a read-only opener that the writer moved the log on while
+// it read: read the checkpoint again.
+var errRetry = errors.New("embedd/index: the log moved on while opening; retry")
+
+// replayResult is where replay stopped.
+type replayResult struct {
+	last        uint64     // seq of the last record read (applied or not), or after
+	tail        walSegment // last segment with a good header (start 0: none)
+	tailEnd     int64      // end of its last good record
+	tailRecords int        // records in it
+}
+
+// replayWAL calls apply for every record in dir's segments with seq greater
+// than after, in order. See replayMode for damage. apply's payload is valid
+// only during the call.
+func replayWAL(dir string, after uint64, mode replayMode, log *slog.Logger, apply func(seq uint64, payload []byte) error) (replayResult, error) {
+	res := replayResult{last: after}
+	segs, err := listSegments(dir)
+	if err != nil {
+		return res, err
+	}
+	var expect uint64 // next seq; 0 until the first record
+	for i, seg := range segs {
+		if i+1 < len(segs) && segs[i+1].start <= after+1 {
+			continue // the checkpoint covers all of it
+		}
+		r, err := openWALReader(seg)
+		var damage *walDamage
+		if err != nil && !errors.As(err, &damage) {
+			r.close()
+			if mode == replayReadOnly && errors.Is(err, fs.ErrNotExist) {
+				return res, errRetry
+			}
+			return res, err
+		}
+		if damage == nil {
+			res.tail, res.tailEnd, res.tailRecords = seg, r.off, 0
+			for {
+				p, err := r.next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					if !errors.As(err, &damage) {
+						r.close()
+						return res, err
+					}
+					break
+				}
+				seq := binary.LittleEndian.Uint64(p)
+				switch {
+				case res.tailRecords == 0 && seq != seg.start:
+					damage = &walDamage{seg.path, r.off - walRecordHeaderSize - int64(len(p)), fmt.Sprintf("first record has seq %d, want the segment's start %d", seq, seg.start)}
+				case expect != 0 && seq != expect:
+					damage = &walDamage{seg.path, r.off - walRecordHeaderSize - int64(len(p)), fmt.Sprintf("record has seq %d, want %d", seq, expect)}
+				}
+				if damage != nil {
+					break
+				}
+				if seq > after {
+					if seq != res.last+1 {
+						r.close()
+						if mode == replayReadOnly {
+							return res, errRetry
+						}
+						return res, corruptf("WAL %s: records %d to %d are missing (checkpoint has %d)", seg.path, res.last+1, seq-1, after)
+					}
+					if err := apply(seq, p); err != nil {
+						r.close()
+						return res, err
+					}
+				}
+				res.last = max(res.last, seq)
+				expect = seq + 1
+				res.tailEnd = r.off
+				res.tailRecords++
+			}
+		}
+		r.close()
+		if damage == nil {
+			continue
+		}
+		switch mode {
+		case replayReadOnly:
+			log.Debug("embedd/index: read-only replay stops at damaged WAL record", "file", damage.path, "offset", damage.off, "reason", damage.reason)
+			return res, nil
+		case replayStrict:
+			return res, corruptf("%w", damage)
+		}
+		// replayRecover: only a tail may be cut.
+		for _, later := range segs[i+1:] {
+			if n, err := segmentHasRecord(later); err != nil {
+				return res, err
+			} else if n {
+				return res, corruptf("%w, and later segments hold records", damage)
+			}
+		}
+		log.Warn("embedd/index: cutting damaged WAL tail", "file", damage.path, "offset", damage.off, "reason", damage.reason, "last_seq", res.last)
+		if damage.off == 0 {
+			// The segment's own header is bad: it never held a record, and
+			// the tail stays the previous segment.
+			if err := os.Remove(seg.path); err != nil {
+				return res, fmt.Errorf("embedd/index: %w", err)
+			}
+		} else if err := os.Truncate(seg.path, damage.off); err != nil {
+			return res, fmt.Errorf("embedd/index: cutting %s: %w", seg.path, err)
+		}
+		for _, later := range segs[i+1:] {
+			if err := os.Remove(later.path); err != nil {
+				return res, fmt.Errorf("embedd/index: %w", err)
+			}
+		}
+		return res, syncDir(dir)
+	}
+	return res, nil
+}
+
+// segmentHasRecord reports whether seg has at least one good record.
+func segmentHasRecord(seg walSegment) (bool, error) {
+	r, err := openWALReader(seg)
+	defer r.close()
+	var damage *walDamage
+	if errors.As(err, &damage) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, err = r.next()
+	if err == io.EOF || errors.As(err, &damage) {
+		return false, nil
+	}
+	return err == nil, err
+}
