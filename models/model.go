@@ -101,6 +101,9 @@ type Model struct {
 type Config struct {
 	// ID names the model in requests; [a-zA-Z0-9._-]{1,128}.
 	ID string `json:"id"`
+	// Aliases are other names requests may use for this model (say, the
+	// OpenAI model name a client sends); same pattern as ID.
+	Aliases []string `json:"aliases,omitempty"`
 	// Path is the model folder (model.onnx, tokenizer.json and optional
 	// sentence-transformers files).
 	Path string `json:"path"`

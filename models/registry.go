@@ -1,9 +1,7 @@
 package models
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,31 +56,6 @@ func DefaultRegistryConfig() RegistryConfig {
 
 var modelIDPattern = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
 
-// ReadRegistryConfig reads a JSON configuration file strictly: unknown
-// fields are errors, and so is any value Validate refuses.
-func ReadRegistryConfig(path string) (RegistryConfig, error) {
-	var cfg RegistryConfig
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return cfg, fmt.Errorf("embedd/models: reading config: %w", err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil {
-		return cfg, fmt.Errorf("embedd/models: config %s: %w", path, err)
-	}
-	base := filepath.Dir(path)
-	for i := range cfg.Models {
-		if p := cfg.Models[i].Path; p != "" && !filepath.IsAbs(p) {
-			cfg.Models[i].Path = filepath.Join(base, p) // relative to the file
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("embedd/models: config %s: %w", path, err)
-	}
-	return cfg, nil
-}
-
 // Validate checks every field; the error names the field, the value and the
 // rule, all problems joined.
 func (c RegistryConfig) Validate() error {
@@ -102,6 +75,14 @@ func (c RegistryConfig) Validate() error {
 			bad(f+".id", fmt.Sprintf("%q", m.ID), "is used by an earlier model")
 		}
 		seen[m.ID] = true
+		for j, a := range m.Aliases {
+			if !modelIDPattern.MatchString(a) {
+				bad(fmt.Sprintf("%s.aliases[%d]", f, j), fmt.Sprintf("%q", a), "does not match [a-zA-Z0-9._-]{1,128}")
+			} else if seen[a] {
+				bad(fmt.Sprintf("%s.aliases[%d]", f, j), fmt.Sprintf("%q", a), "is already the id or alias of a model")
+			}
+			seen[a] = true
+		}
 		if m.Path == "" {
 			bad(f+".path", `""`, "must name a model folder")
 		}
@@ -160,6 +141,9 @@ func OpenRegistry(cfg RegistryConfig, log *slog.Logger) (*Registry, error) {
 		}
 		r.models = append(r.models, m)
 		r.byID[mc.ID] = m
+		for _, a := range mc.Aliases {
+			r.byID[a] = m
+		}
 		inf := m.Info()
 		log.Info("embedd: model loaded", "id", inf.ID, "path", inf.Path, "dim", inf.Dim,
 			"max_length", inf.MaxLength, "pooling", string(inf.Pooling), "normalize", inf.Normalize,
@@ -168,7 +152,7 @@ func OpenRegistry(cfg RegistryConfig, log *slog.Logger) (*Registry, error) {
 	return r, nil
 }
 
-// Get returns the model with id, or the default model for "".
+// Get returns the model with id or alias id, or the default model for "".
 func (r *Registry) Get(id string) (*Model, error) {
 	if id == "" {
 		id = r.def

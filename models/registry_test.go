@@ -21,40 +21,33 @@ func writeFile(t *testing.T, path, data string) {
 	}
 }
 
-func TestReadRegistryConfigStrict(t *testing.T) {
-	dir := t.TempDir()
-	cases := []struct{ name, body, want string }{
-		{"unknown field", `{"models":[{"id":"a","path":"m","colour":"red"}]}`, `unknown field "colour"`},
-		{"no models", `{"models":[]}`, "models: [] must list at least one model"},
-		{"bad id", `{"models":[{"id":"a b","path":"m"}]}`, `models[0].id: "a b" does not match`},
-		{"duplicate id", `{"models":[{"id":"a","path":"m"},{"id":"a","path":"n"}]}`, `models[1].id: "a" is used by an earlier model`},
-		{"bad device", `{"models":[{"id":"a","path":"m","device":"tpu"}]}`, `models[0].device: "tpu" is not one of cpu, cuda, cuda:N, auto`},
-		{"budget range", `{"models":[{"id":"a","path":"m","max_batch_tokens":-5}]}`, "models[0].max_batch_tokens: -5 is not in [1, 1048576]"},
-		{"bad default", `{"default":"zz","models":[{"id":"a","path":"m"}]}`, `default: "zz" is not the id of a listed model`},
-		{"bad pooling", `{"models":[{"id":"a","path":"m","pooling":"max"}]}`, `models[0].pooling: "max" is not one of mean, cls, lasttoken`},
-		{"not json", `{"models":`, "unexpected EOF"},
+func TestRegistryConfigValidate(t *testing.T) {
+	one := func(c Config) RegistryConfig { return RegistryConfig{Models: []Config{c}} }
+	cases := []struct {
+		name string
+		cfg  RegistryConfig
+		want string
+	}{
+		{"no models", RegistryConfig{}, "models: [] must list at least one model"},
+		{"bad id", one(Config{ID: "a b", Path: "m"}), `models[0].id: "a b" does not match`},
+		{"duplicate id", RegistryConfig{Models: []Config{{ID: "a", Path: "m"}, {ID: "a", Path: "n"}}}, `models[1].id: "a" is used by an earlier model`},
+		{"no path", one(Config{ID: "a"}), `models[0].path: "" must name a model folder`},
+		{"bad device", one(Config{ID: "a", Path: "m", Device: "tpu"}), `models[0].device: "tpu" is not one of cpu, cuda, cuda:N, auto`},
+		{"budget range", one(Config{ID: "a", Path: "m", MaxBatchTokens: -5}), "models[0].max_batch_tokens: -5 is not in [1, 1048576]"},
+		{"bad default", RegistryConfig{Default: "zz", Models: []Config{{ID: "a", Path: "m"}}}, `default: "zz" is not the id of a listed model`},
+		{"alias clash", RegistryConfig{Models: []Config{{ID: "a", Path: "m"}, {ID: "b", Path: "m", Aliases: []string{"a"}}}}, `models[1].aliases[0]: "a" is already the id or alias of a model`},
+		{"bad pooling", one(Config{ID: "a", Path: "m", Pooling: "max"}), `models[0].pooling: "max" is not one of mean, cls, lasttoken`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p := filepath.Join(dir, "c.json")
-			writeFile(t, p, c.body)
-			_, err := ReadRegistryConfig(p)
+			err := c.cfg.Validate()
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v, want an error containing %q", err, c.want)
 			}
-			if !strings.Contains(err.Error(), p) {
-				t.Errorf("error %q does not name the file", err)
-			}
 		})
 	}
-	p := filepath.Join(dir, "ok.json")
-	writeFile(t, p, `{"models":[{"id":"a","path":"m","device":"cuda:1","max_batch_tokens":4096}]}`)
-	cfg, err := ReadRegistryConfig(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Models[0].Path != filepath.Join(dir, "m") {
-		t.Errorf("relative path resolved to %q, want it beside the config file", cfg.Models[0].Path)
+	if err := one(Config{ID: "a", Path: "m", Device: "cuda:1", MaxBatchTokens: 4096}).Validate(); err != nil {
+		t.Errorf("a valid config was refused: %v", err)
 	}
 }
 
@@ -64,7 +57,7 @@ func TestRegistryLoadsSeveralModels(t *testing.T) {
 	writeFile(t, filepath.Join(cls, "1_Pooling", "config.json"), `{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}`)
 	var logs bytes.Buffer
 	reg, err := OpenRegistry(RegistryConfig{Default: "mean", Models: []Config{
-		{ID: "mean", Path: testModelDir},
+		{ID: "mean", Path: testModelDir, Aliases: []string{"text-embedding-3-small"}},
 		{ID: "cls", Path: cls, MaxLength: 128, MaxBatchTokens: 1024},
 	}}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
@@ -87,6 +80,9 @@ func TestRegistryLoadsSeveralModels(t *testing.T) {
 	def, err := reg.Get("")
 	if err != nil || def.Info().ID != "mean" {
 		t.Fatalf("Get(\"\") = %v, %v; want the default model", def, err)
+	}
+	if al, err := reg.Get("text-embedding-3-small"); err != nil || al != def {
+		t.Errorf("alias: got %v, %v; want the mean model", al, err)
 	}
 	_, err = reg.Get("nope")
 	if !errors.Is(err, ErrUnknownModel) || !strings.Contains(err.Error(), `"nope" is not loaded (have mean, cls)`) {

@@ -19,20 +19,18 @@ type modelFlags struct {
 }
 
 func (f *modelFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.config, "config", "", "model registry config `file` (JSON); default: the test model from scripts/setup.sh")
+	fs.StringVar(&f.config, "config", "", "server config `file` (JSON; its models are used); default: the test model from scripts/setup.sh")
 	fs.StringVar(&f.model, "model", "", "model `id` (default: the config's default model)")
 	fs.StringVar(&f.ortLib, "ort-lib", "", "ONNX Runtime library `path` (default: ORT_LIB, then .cache/ort)")
 }
 
 // open loads the registry and picks the model; the caller closes the registry.
 func (f *modelFlags) open(stderr io.Writer) (*models.Registry, *models.Model, error) {
-	cfg := models.DefaultRegistryConfig()
-	if f.config != "" {
-		var err error
-		if cfg, err = models.ReadRegistryConfig(f.config); err != nil {
-			return nil, nil, err
-		}
+	sc, err := loadServerConfig(f.config)
+	if err != nil {
+		return nil, nil, err
 	}
+	cfg := sc.Registry()
 	if f.ortLib != "" {
 		cfg.ORTLib = f.ortLib
 	}

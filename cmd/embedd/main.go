@@ -1,10 +1,11 @@
 // Command embedd is the embedding server and its batch tools in one binary.
 //
+//	embedd serve [flags]             the gRPC and HTTP server, until SIGINT/SIGTERM
+//	embedd config check FILE         validate a server config without starting
 //	embedd embed [flags] [TEXT...]   texts (arguments, or lines on stdin) → JSON lines with vectors
 //	embedd tokenize [flags]          lines on stdin → JSON lines {"ids": [...]}
 //
-// Every subcommand takes --config FILE (a JSON model registry, see
-// models.RegistryConfig) or, without it, serves the default model that
+// Without --config every command uses the default model that
 // scripts/setup.sh prepares; --model picks a model by id.
 package main
 
@@ -21,6 +22,8 @@ func main() {
 const usage = `usage: embedd <command> [flags]
 
 commands:
+  serve     serve gRPC and the OpenAI-compatible HTTP endpoint until SIGINT/SIGTERM
+  config    "config check FILE" validates a server config
   embed     embed texts given as arguments, or one per line on stdin; prints JSON lines
   tokenize  tokenize lines from stdin; prints JSON lines {"ids": [...]}
 
@@ -34,6 +37,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
+	case "serve":
+		return serveCmd(args[1:], stderr)
+	case "config":
+		return configCmd(args[1:], stdout, stderr)
 	case "embed":
 		return embedCmd(args[1:], stdin, stdout, stderr)
 	case "tokenize":

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -64,7 +65,6 @@ type Stats struct {
 	QueueWait     time.Duration // longest time an item of the batch waited
 	Run           time.Duration // inference time
 	QueueDepth    int           // texts still waiting when the batch started
-	DroppedBefore int           // items of cancelled requests dropped while forming it
 	Err           error         // the Forwarder's error, if any
 }
 
@@ -100,6 +100,8 @@ type Batcher struct {
 	f   Forwarder
 	cfg Config
 
+	dropped atomic.Uint64 // items of ended requests dropped before inference
+
 	mu      sync.Mutex // guards pending, nextSeq, closed, and request fields
 	pending []*item    // in arrival order
 	nextSeq uint64
@@ -113,8 +115,8 @@ type Batcher struct {
 
 // job is a batch handed from the former to a worker.
 type job struct {
-	items          []*item
-	dropped, depth int
+	items []*item
+	depth int
 }
 
 // New starts a Batcher over f. The caller owns it and must Close it; f must
@@ -206,17 +208,17 @@ func (b *Batcher) former() {
 	defer close(b.work)
 	for {
 		<-b.slots // a worker is free
-		batch, dropped, depth, ok := b.next()
+		batch, depth, ok := b.next()
 		if !ok {
 			return
 		}
-		b.work <- job{items: batch, dropped: dropped, depth: depth}
+		b.work <- job{items: batch, depth: depth}
 	}
 }
 
 // next waits for a batch worth running and takes it from the queue; ok is
 // false when the batcher is closed and drained.
-func (b *Batcher) next() (batch []*item, dropped, depth int, ok bool) {
+func (b *Batcher) next() (batch []*item, depth int, ok bool) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -225,12 +227,12 @@ func (b *Batcher) next() (batch []*item, dropped, depth int, ok bool) {
 	}()
 	for {
 		b.mu.Lock()
-		dropped += b.dropCancelledLocked()
+		b.dropCancelledLocked()
 		if len(b.pending) == 0 {
 			closed := b.closed
 			b.mu.Unlock()
 			if closed {
-				return nil, dropped, 0, false
+				return nil, 0, false
 			}
 			<-b.wake
 			continue
@@ -240,7 +242,7 @@ func (b *Batcher) next() (batch []*item, dropped, depth int, ok bool) {
 			batch = b.takeLocked()
 			depth = len(b.pending)
 			b.mu.Unlock()
-			return batch, dropped, depth, true
+			return batch, depth, true
 		}
 		b.mu.Unlock()
 		if timer == nil {
@@ -256,20 +258,21 @@ func (b *Batcher) next() (batch []*item, dropped, depth int, ok bool) {
 }
 
 // dropCancelledLocked removes the items of requests whose context ended.
-func (b *Batcher) dropCancelledLocked() int {
-	n := 0
+func (b *Batcher) dropCancelledLocked() {
 	keep := b.pending[:0]
 	for _, it := range b.pending {
-		if it.req.ctx.Err() != nil {
-			n++
-			continue
+		if it.req.ctx.Err() == nil {
+			keep = append(keep, it)
 		}
-		keep = append(keep, it)
 	}
+	b.dropped.Add(uint64(len(b.pending) - len(keep)))
 	clear(b.pending[len(keep):])
 	b.pending = keep
-	return n
 }
+
+// Dropped counts the texts of cancelled or expired requests that were
+// removed from the queue before inference.
+func (b *Batcher) Dropped() uint64 { return b.dropped.Load() }
 
 // fullLocked reports whether the queue holds at least a full batch.
 func (b *Batcher) fullLocked() bool {
@@ -330,7 +333,7 @@ func (b *Batcher) worker() {
 	for j := range b.work {
 		batch := j.items
 		seqs, dst = seqs[:0], dst[:0]
-		st := Stats{Rows: len(batch), DroppedBefore: j.dropped, QueueDepth: j.depth}
+		st := Stats{Rows: len(batch), QueueDepth: j.depth}
 		longest := 0
 		now := time.Now()
 		for _, it := range batch {

@@ -193,9 +193,7 @@ func TestFullQueueRefusesAtOnceOthersProceed(t *testing.T) {
 
 func TestCancelledItemsAreDroppedBeforeInference(t *testing.T) {
 	f := &fake{gate: make(chan struct{}), entered: make(chan struct{}, 100), seen: map[int32]bool{}}
-	var mu sync.Mutex
-	var dropped int
-	b, _ := New(f, Config{Dim: dim, Observe: func(s Stats) { mu.Lock(); dropped += s.DroppedBefore; mu.Unlock() }})
+	b, _ := New(f, Config{Dim: dim})
 	blocker := make(chan error, 1)
 	go func() { _, err := b.Submit(context.Background(), [][]int32{{1}}); blocker <- err }()
 	<-f.entered
@@ -229,8 +227,8 @@ func TestCancelledItemsAreDroppedBeforeInference(t *testing.T) {
 			t.Errorf("text %d of an ended request reached the model", id)
 		}
 	}
-	if dropped != 3 {
-		t.Errorf("Stats counted %d dropped items, want 3", dropped)
+	if n := b.Dropped(); n != 3 {
+		t.Errorf("Dropped() = %d, want 3", n)
 	}
 }
 

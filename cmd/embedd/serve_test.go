@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
+)
+
+// TestServeShutsDownOnSIGTERM runs the real binary, embeds through it, then
+// sends SIGTERM while a call is in flight: the call completes, the process
+// exits 0.
+func TestServeShutsDownOnSIGTERM(t *testing.T) {
+	needFixtures(t)
+	bin := filepath.Join(t.TempDir(), "embedd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	addr := make(chan string, 1)
+	logs := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var rec map[string]any
+			json.Unmarshal(sc.Bytes(), &rec)
+			if rec["msg"] == "embedd: listening" {
+				addr <- rec["grpc"].(string)
+			}
+			select {
+			case logs <- sc.Text():
+			default:
+			}
+		}
+		close(logs)
+	}()
+	var target string
+	select {
+	case target = <-addr:
+	case <-time.After(time.Minute):
+		t.Fatal("no listening log line within a minute")
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	hc := healthpb.NewHealthClient(conn)
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		if r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatal("not SERVING within a minute")
+		}
+	}
+	client := embeddv1.NewEmbeddingServiceClient(conn)
+	long := strings.Repeat("graceful shutdown keeps queued work ", 20)
+	inflight := make(chan error, 1)
+	go func() {
+		_, err := client.Embed(ctx, &embeddv1.EmbedRequest{Texts: []string{long + "1", long + "2", long + "3", long + "4", long + "5", long + "6"}})
+		inflight <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-inflight; err != nil {
+		t.Errorf("call in flight at SIGTERM failed: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			var all []string
+			for l := range logs {
+				all = append(all, l)
+			}
+			t.Fatalf("exit: %v; logs:\n%s", err, strings.Join(all, "\n"))
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("no exit within a minute of SIGTERM")
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	needFixtures(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	modelDir, _ := filepath.Abs(filepath.Join("..", "..", ".cache", "models", "minilm-l6-random"))
+	os.WriteFile(good, []byte(`{"models": [{"id": "m", "path": "`+modelDir+`"}]}`), 0o644)
+	if code, out, stderr := runCmd(t, "", "config", "check", good); code != 0 || !strings.Contains(out, "ok (1 models)") {
+		t.Errorf("good config: exit %d %q %q", code, out, stderr)
+	}
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"models": [{"id": "m", "path": "/nowhere", "workers": 0, "max_batch_tokens": -1}], "log_level": "loud"}`), 0o644)
+	code, _, stderr := runCmd(t, "", "config", "check", bad)
+	for _, want := range []string{"models[0].max_batch_tokens: -1 is not in [1, 1048576]", `log_level: "loud"`} {
+		if code != 1 || !strings.Contains(stderr, want) {
+			t.Errorf("bad config: exit %d, stderr %q lacks %q", code, stderr, want)
+		}
+	}
+	missing := filepath.Join(dir, "missing.json")
+	os.WriteFile(missing, []byte(`{"models": [{"id": "m", "path": "/nowhere"}]}`), 0o644)
+	if code, _, stderr := runCmd(t, "", "config", "check", missing); code != 1 || !strings.Contains(stderr, `models[0].path: "/nowhere" has no tokenizer.json`) {
+		t.Errorf("missing folder: exit %d %q", code, stderr)
+	}
+	if code, _, _ := runCmd(t, "", "config"); code != 2 {
+		t.Errorf("config without check: exit %d, want 2", code)
+	}
+}

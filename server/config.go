@@ -1,0 +1,271 @@
+package server
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/embedd/embedd/models"
+)
+
+// Duration is a time.Duration written in JSON as a Go duration string
+// ("2ms", "30s").
+type Duration time.Duration
+
+// UnmarshalJSON reads "2ms"-style strings.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"2ms\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// ModelConfig is one model and its batching.
+type ModelConfig struct {
+	models.Config
+	// MaxWait is how long a batch may wait to fill while a worker is free;
+	// default 2ms.
+	MaxWait Duration `json:"max_wait,omitempty"`
+	// QueueSize bounds the texts waiting for this model; default 4096.
+	QueueSize int `json:"queue_size,omitempty"`
+	// Workers is how many batches run at once; default 1 (the CPU provider
+	// already uses every core inside one batch).
+	Workers int `json:"workers,omitempty"`
+}
+
+// Config is the whole server configuration. Zero fields take the defaults
+// documented on them (see Defaults).
+type Config struct {
+	// GRPCAddr is the gRPC listen address; default 127.0.0.1:50051.
+	GRPCAddr string `json:"grpc_addr,omitempty"`
+	// HTTPAddr is the HTTP listen address (OpenAI endpoint, health,
+	// metrics); default 127.0.0.1:8080; "off" disables HTTP.
+	HTTPAddr string `json:"http_addr,omitempty"`
+	// ORTLib is the ONNX Runtime library; default: models.FindORTLibrary.
+	ORTLib string `json:"ort_lib,omitempty"`
+	// Default is the model id used when a request names none; default the
+	// first model.
+	Default string `json:"default_model,omitempty"`
+	// Models to load; default: the test model of scripts/setup.sh.
+	Models []ModelConfig `json:"models,omitempty"`
+	// MaxTextsPerRequest bounds texts in one request; default 2048.
+	MaxTextsPerRequest int `json:"max_texts_per_request,omitempty"`
+	// MaxTextBytes bounds one text; default 65536.
+	MaxTextBytes int `json:"max_text_bytes,omitempty"`
+	// MaxMessageBytes bounds one gRPC message or HTTP body; default 32 MiB.
+	MaxMessageBytes int `json:"max_message_bytes,omitempty"`
+	// CacheBytes bounds the embedding cache; default 64 MiB; 0 after
+	// Defaults only when "cache_bytes": -1 was given (disabled).
+	CacheBytes int64 `json:"cache_bytes,omitempty"`
+	// APIKeys, when not empty, are required as "authorization: Bearer KEY"
+	// on every call except health checks.
+	APIKeys []string `json:"api_keys,omitempty"`
+	// TLSCert and TLSKey, both or neither, serve gRPC and HTTP over TLS.
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
+	// RateLimit is requests per second per client (API key, else peer
+	// address); 0 disables. RateBurst defaults to max(1, RateLimit).
+	RateLimit float64 `json:"rate_limit,omitempty"`
+	RateBurst int     `json:"rate_burst,omitempty"`
+	// StreamInFlight bounds the chunks of one EmbedStream processed at
+	// once; default 8.
+	StreamInFlight int `json:"stream_in_flight,omitempty"`
+	// ShutdownGrace is how long shutdown waits for queued work; default 30s.
+	ShutdownGrace Duration `json:"shutdown_grace,omitempty"`
+	// Pprof serves /debug/pprof/ on the HTTP address.
+	Pprof bool `json:"pprof,omitempty"`
+	// LogLevel is debug, info, warn or error; default info.
+	LogLevel string `json:"log_level,omitempty"`
+}
+
+// Defaults returns c with every zero field set to its default.
+func (c Config) Defaults() Config {
+	c.GRPCAddr = cmp.Or(c.GRPCAddr, "127.0.0.1:50051")
+	c.HTTPAddr = cmp.Or(c.HTTPAddr, "127.0.0.1:8080")
+	if len(c.Models) == 0 {
+		for _, m := range models.DefaultRegistryConfig().Models {
+			c.Models = append(c.Models, ModelConfig{Config: m})
+		}
+	}
+	for i := range c.Models {
+		m := &c.Models[i]
+		m.MaxWait = cmp.Or(m.MaxWait, Duration(2*time.Millisecond))
+		m.QueueSize = cmp.Or(m.QueueSize, 4096)
+		m.Workers = cmp.Or(m.Workers, 1)
+		m.MaxBatchTokens = cmp.Or(m.MaxBatchTokens, models.DefaultMaxBatchTokens)
+		m.MaxBatchSize = cmp.Or(m.MaxBatchSize, models.DefaultMaxBatchSize)
+	}
+	c.MaxTextsPerRequest = cmp.Or(c.MaxTextsPerRequest, 2048)
+	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, 64<<10)
+	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, 32<<20)
+	switch c.CacheBytes {
+	case 0:
+		c.CacheBytes = 64 << 20
+	case -1:
+		c.CacheBytes = 0
+	}
+	if c.RateLimit > 0 && c.RateBurst == 0 {
+		c.RateBurst = max(1, int(c.RateLimit))
+	}
+	c.StreamInFlight = cmp.Or(c.StreamInFlight, 8)
+	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, Duration(30*time.Second))
+	c.LogLevel = cmp.Or(c.LogLevel, "info")
+	return c
+}
+
+// Validate checks a configuration after Defaults; every problem is
+// reported, each naming the field, the value and the rule.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field string, v any, rule string) {
+		errs = append(errs, fmt.Errorf("%s: %v %s", field, v, rule))
+	}
+	rangeInt := func(field string, v, lo, hi int) {
+		if v < lo || v > hi {
+			bad(field, v, fmt.Sprintf("is not in [%d, %d]", lo, hi))
+		}
+	}
+	if err := checkAddr(c.GRPCAddr); err != nil {
+		bad("grpc_addr", strconv.Quote(c.GRPCAddr), err.Error())
+	}
+	if c.HTTPAddr != "off" {
+		if err := checkAddr(c.HTTPAddr); err != nil {
+			bad("http_addr", strconv.Quote(c.HTTPAddr), err.Error()+` (or "off")`)
+		}
+	}
+	reg := c.Registry()
+	if err := reg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, m := range c.Models {
+		f := fmt.Sprintf("models[%d]", i)
+		if d := time.Duration(m.MaxWait); d < 0 || d > time.Second {
+			bad(f+".max_wait", strconv.Quote(d.String()), "is not in [0s, 1s]")
+		}
+		rangeInt(f+".queue_size", m.QueueSize, 1, 1<<20)
+		rangeInt(f+".workers", m.Workers, 1, 64)
+		if m.QueueSize < c.MaxTextsPerRequest {
+			bad(f+".queue_size", m.QueueSize, fmt.Sprintf("is below max_texts_per_request %d: a full-size request could never be queued", c.MaxTextsPerRequest))
+		}
+	}
+	rangeInt("max_texts_per_request", c.MaxTextsPerRequest, 1, 1<<20)
+	rangeInt("max_text_bytes", c.MaxTextBytes, 1, 64<<20)
+	rangeInt("max_message_bytes", c.MaxMessageBytes, 1<<10, 1<<30)
+	if c.CacheBytes < 0 || c.CacheBytes > 1<<40 {
+		bad("cache_bytes", c.CacheBytes, "is not -1 (off) or in [1, 2^40]")
+	}
+	for i, k := range c.APIKeys {
+		if len(k) < 16 {
+			bad(fmt.Sprintf("api_keys[%d]", i), fmt.Sprintf("(%d characters)", len(k)), "is shorter than 16 characters")
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls_cert/tls_key", fmt.Sprintf("%q/%q", c.TLSCert, c.TLSKey), "must be given together")
+	}
+	for _, f := range []struct{ name, path string }{{"tls_cert", c.TLSCert}, {"tls_key", c.TLSKey}} {
+		if f.path != "" {
+			if _, err := os.Stat(f.path); err != nil {
+				bad(f.name, strconv.Quote(f.path), "is not a readable file")
+			}
+		}
+	}
+	if c.RateLimit < 0 || c.RateLimit > 1e6 {
+		bad("rate_limit", c.RateLimit, "is not in [0, 1e6]")
+	}
+	if c.RateLimit > 0 {
+		rangeInt("rate_burst", c.RateBurst, 1, 1<<20)
+	}
+	rangeInt("stream_in_flight", c.StreamInFlight, 1, 1024)
+	if d := time.Duration(c.ShutdownGrace); d <= 0 || d > time.Hour {
+		bad("shutdown_grace", strconv.Quote(d.String()), "is not in (0s, 1h]")
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("log_level", strconv.Quote(c.LogLevel), "is not one of debug, info, warn, error")
+	}
+	return errors.Join(errs...)
+}
+
+func checkAddr(a string) error {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil || port == "" {
+		return errors.New("is not host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errors.New("has no valid port")
+	}
+	return nil
+}
+
+// Registry is the model part of the configuration.
+func (c Config) Registry() models.RegistryConfig {
+	r := models.RegistryConfig{ORTLib: c.ORTLib, Default: c.Default}
+	for _, m := range c.Models {
+		r.Models = append(r.Models, m.Config)
+	}
+	return r
+}
+
+// ReadConfig reads a JSON configuration file strictly (unknown fields are
+// errors); relative model paths are taken relative to the file. It does not
+// apply Defaults or Validate.
+func ReadConfig(path string) (Config, error) {
+	var c Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("embedd/server: reading config: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("embedd/server: config %s: %w", path, err)
+	}
+	if dec.More() {
+		return c, fmt.Errorf("embedd/server: config %s: trailing data after the JSON object", path)
+	}
+	base := filepath.Dir(path)
+	for i := range c.Models {
+		if p := c.Models[i].Path; p != "" && !filepath.IsAbs(p) {
+			c.Models[i].Path = filepath.Join(base, p)
+		}
+	}
+	return c, nil
+}
+
+// ApplyEnv overrides fields from EMBEDD_* environment variables:
+// EMBEDD_GRPC_ADDR, EMBEDD_HTTP_ADDR, EMBEDD_ORT_LIB (or ORT_LIB),
+// EMBEDD_API_KEYS (comma-separated), EMBEDD_LOG_LEVEL.
+func (c Config) ApplyEnv(getenv func(string) string) Config {
+	if v := getenv("EMBEDD_GRPC_ADDR"); v != "" {
+		c.GRPCAddr = v
+	}
+	if v := getenv("EMBEDD_HTTP_ADDR"); v != "" {
+		c.HTTPAddr = v
+	}
+	if v := cmp.Or(getenv("EMBEDD_ORT_LIB"), getenv("ORT_LIB")); v != "" && c.ORTLib == "" {
+		c.ORTLib = v
+	}
+	if v := getenv("EMBEDD_API_KEYS"); v != "" {
+		c.APIKeys = strings.Split(v, ",")
+	}
+	if v := getenv("EMBEDD_LOG_LEVEL"); v != "" {
+		c.LogLevel = v
+	}
+	return c
+}

@@ -1,0 +1,204 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// requestID returns the caller's x-request-id, or a new random one.
+func requestID(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("x-request-id"); len(v) > 0 && v[0] != "" && len(v[0]) <= 128 {
+			return v[0]
+		}
+	}
+	return newID()
+}
+
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// observe logs and counts one finished call.
+func (s *Server) observe(ctx context.Context, method, id string, start time.Time, err error) {
+	code := status.Code(err)
+	d := time.Since(start)
+	s.metrics.requests.WithLabelValues(method, code.String()).Inc()
+	s.metrics.latency.WithLabelValues(method).Observe(d.Seconds())
+	level := slog.LevelInfo
+	switch code {
+	case codes.OK:
+		level = slog.LevelDebug
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		level = slog.LevelError
+	}
+	attrs := []any{"method", method, "code", code.String(), "latency", d, "request_id", id, "peer", peerAddr(ctx)}
+	if err != nil {
+		attrs = append(attrs, "err", status.Convert(err).Message())
+	}
+	s.log.Log(ctx, level, "embedd: rpc", attrs...)
+}
+
+func (s *Server) observeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start, id := time.Now(), requestID(ctx)
+	grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
+	resp, err := h(ctx, req)
+	s.observe(ctx, info.FullMethod, id, start, err)
+	return resp, err
+}
+
+func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start, id := time.Now(), requestID(ss.Context())
+	ss.SetHeader(metadata.Pairs("x-request-id", id))
+	err := h(srv, ss)
+	s.observe(ss.Context(), info.FullMethod, id, start, err)
+	return err
+}
+
+// recoverUnary turns a handler's panic into INTERNAL and logs its stack;
+// the server keeps serving.
+func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("embedd: panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error (logged on the server)")
+			}
+		}()
+		return h(ctx, req)
+	}
+}
+
+func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("embedd: panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error (logged on the server)")
+			}
+		}()
+		return h(srv, ss)
+	}
+}
+
+// healthMethodPrefix marks calls that need no API key (load balancers).
+const healthMethodPrefix = "/grpc.health.v1.Health/"
+
+// bearer extracts the token of an "authorization: Bearer TOKEN" value.
+func bearer(v string) string {
+	if len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+		return strings.TrimSpace(v[7:])
+	}
+	return ""
+}
+
+// keyOK compares token against every configured key in constant time.
+func (s *Server) keyOK(token string) bool {
+	ok := 0
+	for _, k := range s.cfg.APIKeys {
+		ok |= subtle.ConstantTimeCompare([]byte(token), []byte(k))
+	}
+	return ok == 1
+}
+
+func (s *Server) checkAuth(ctx context.Context, method string) error {
+	if len(s.cfg.APIKeys) == 0 || strings.HasPrefix(method, healthMethodPrefix) {
+		return nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if s.keyOK(bearer(v)) {
+			return nil
+		}
+	}
+	return status.Error(codes.Unauthenticated, "missing or wrong API key: send metadata \"authorization: Bearer <key>\"")
+}
+
+func (s *Server) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := s.checkAuth(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := s.checkAuth(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return h(srv, ss)
+}
+
+// clientKey is who a rate limit applies to: the API key, else the peer's
+// host.
+func clientKey(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for _, v := range md.Get("authorization") {
+			if t := bearer(v); t != "" {
+				return "key:" + t
+			}
+		}
+	}
+	return "peer:" + peerHost(peerAddr(ctx))
+}
+
+func peerAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
+}
+
+func peerHost(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+// rateLimited returns RESOURCE_EXHAUSTED with a RetryInfo when the client
+// is over its rate.
+func (s *Server) rateLimited(key, method string) error {
+	if s.limiter == nil || strings.HasPrefix(method, healthMethodPrefix) {
+		return nil
+	}
+	ok, retry := s.limiter.Allow(key, 1)
+	if ok {
+		return nil
+	}
+	st := status.Newf(codes.ResourceExhausted, "rate limit of %g requests/s exceeded; retry after %v", s.cfg.RateLimit, retry)
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+func (s *Server) rateUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := s.rateLimited(clientKey(ctx), info.FullMethod); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) rateStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := s.rateLimited(clientKey(ss.Context()), info.FullMethod); err != nil {
+		return err
+	}
+	return h(srv, ss)
+}
