@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
 )
 
 const testKey = "test-key-0123456789"

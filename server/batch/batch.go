@@ -59,13 +59,13 @@ type Config struct {
 
 // Stats describes one batch that ran.
 type Stats struct {
-	Rows          int           // texts in the batch
-	Tokens        int           // real tokens
-	PaddedTokens  int           // rows × longest row
-	QueueWait     time.Duration // longest time an item of the batch waited
-	Run           time.Duration // inference time
-	QueueDepth    int           // texts still waiting when the batch started
-	Err           error         // the Forwarder's error, if any
+	Rows         int           // texts in the batch
+	Tokens       int           // real tokens
+	PaddedTokens int           // rows × longest row
+	QueueWait    time.Duration // longest time an item of the batch waited
+	Run          time.Duration // inference time
+	QueueDepth   int           // texts still waiting when the batch started
+	Err          error         // the Forwarder's error, if any
 }
 
 func (c Config) withDefaults() Config {
