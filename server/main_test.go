@@ -71,7 +71,7 @@ func testConfig() Config {
 
 // startServer serves cfg on loopback until the test ends, then checks that
 // Serve returned without error.
-func startServer(t *testing.T, cfg Config, opts ...Option) *testServer {
+func startServer(t testing.TB, cfg Config, opts ...Option) *testServer {
 	t.Helper()
 	if skipReason != "" {
 		t.Skip(skipReason)

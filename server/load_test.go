@@ -1,0 +1,82 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/embedd/embedd/models"
+	"github.com/embedd/embedd/models/modelstest"
+	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
+)
+
+// BenchmarkServerLoad compares, in one run and on one model, the
+// in-process batch throughput (Model.Embed on 64 texts at once) with the
+// running server over loopback gRPC at 1, 16 and 64 concurrent clients,
+// each sending one 128-token text per call. Every sub-benchmark embeds b.N
+// texts; run it with -benchtime=Nx (e.g. 256x, a multiple of 64). It
+// reports texts/s and, for the server, p50 and p99 latency.
+func BenchmarkServerLoad(b *testing.B) {
+	if skipReason != "" {
+		b.Skip(skipReason)
+	}
+	m, err := testReg.Get("a")
+	if err != nil {
+		b.Fatal(err)
+	}
+	texts := modelstest.Passages(b, m.Tokenizer(), 512, 128)
+	b.Run("inprocess/batch=64", func(b *testing.B) {
+		// b.N texts, in batches of 64 (the last one may be short).
+		start := time.Now()
+		for lo := 0; lo < b.N; lo += 64 {
+			batch := texts[lo%len(texts) : lo%len(texts)+min(64, b.N-lo)]
+			if _, err := m.Embed(context.Background(), batch, models.Options{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "texts/s")
+	})
+	cfg := testConfig()
+	cfg.CacheBytes = -1 // measure the model, not the cache
+	ts := startServer(b, cfg)
+	for _, c := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("grpc/concurrency=%d", c), func(b *testing.B) {
+			var next atomic.Int64
+			lat := make([]time.Duration, b.N)
+			var wg sync.WaitGroup
+			errs := make(chan error, c)
+			start := time.Now()
+			for range c {
+				wg.Go(func() {
+					for {
+						i := int(next.Add(1)) - 1
+						if i >= b.N {
+							return
+						}
+						t0 := time.Now()
+						_, err := ts.embed.Embed(context.Background(), &embeddv1.EmbedRequest{Texts: []string{texts[i%len(texts)]}})
+						lat[i] = time.Since(t0)
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			elapsed := time.Since(start)
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "texts/s")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+		})
+	}
+}
