@@ -73,6 +73,12 @@ func testConfig() Config {
 // Serve returned without error.
 func startServer(t testing.TB, cfg Config, opts ...Option) *testServer {
 	t.Helper()
+	return startServerWith(t, cfg, grpc.WithTransportCredentials(insecure.NewCredentials()), opts...)
+}
+
+// startServerWith is startServer with the client's transport credentials.
+func startServerWith(t testing.TB, cfg Config, creds grpc.DialOption, opts ...Option) *testServer {
+	t.Helper()
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
@@ -93,7 +99,7 @@ func startServer(t testing.TB, cfg Config, opts ...Option) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx, gl, hl) }()
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(gl.Addr().String(), creds)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,8 @@ type Server struct {
 	http    *http.Server
 	given   *models.Registry // set by WithRegistry: used, never closed
 
+	beforeLoad func() // test hook, run just before the models load
+
 	state    atomic.Pointer[state] // nil until models are loaded
 	draining atomic.Bool           // set when shutdown begins
 	serveMu  sync.Mutex            // guards served
@@ -157,6 +159,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	s.log.Info("embedd: listening", "grpc", grpcLis.Addr().String(), "http", addrOf(httpLis))
 
 	var serveErr error
+	if s.beforeLoad != nil {
+		s.beforeLoad()
+	}
 	st, err := s.load()
 	if err != nil {
 		serveErr = err
