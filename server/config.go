@@ -63,6 +63,8 @@ type Config struct {
 	// Default is the model id used when a request names none; default the
 	// first model.
 	Default string `json:"default_model,omitempty"`
+	// DataDir holds the vector collections; default "embedd-data".
+	DataDir string `json:"data_dir,omitempty"`
 	// Models to load; default: the test model of scripts/setup.sh.
 	Models []ModelConfig `json:"models,omitempty"`
 	// MaxTextsPerRequest bounds texts in one request; default 2048.
@@ -99,6 +101,7 @@ type Config struct {
 func (c Config) Defaults() Config {
 	c.GRPCAddr = cmp.Or(c.GRPCAddr, "127.0.0.1:50051")
 	c.HTTPAddr = cmp.Or(c.HTTPAddr, "127.0.0.1:8080")
+	c.DataDir = cmp.Or(c.DataDir, "embedd-data")
 	if len(c.Models) == 0 {
 		for _, m := range models.DefaultRegistryConfig().Models {
 			c.Models = append(c.Models, ModelConfig{Config: m})
@@ -240,6 +243,9 @@ func ReadConfig(path string) (Config, error) {
 		return c, fmt.Errorf("embedd/server: config %s: trailing data after the JSON object", path)
 	}
 	base := filepath.Dir(path)
+	if c.DataDir != "" && !filepath.IsAbs(c.DataDir) {
+		c.DataDir = filepath.Join(base, c.DataDir)
+	}
 	for i := range c.Models {
 		if p := c.Models[i].Path; p != "" && !filepath.IsAbs(p) {
 			c.Models[i].Path = filepath.Join(base, p)
@@ -249,7 +255,7 @@ func ReadConfig(path string) (Config, error) {
 }
 
 // ApplyEnv overrides fields from EMBEDD_* environment variables:
-// EMBEDD_GRPC_ADDR, EMBEDD_HTTP_ADDR, EMBEDD_ORT_LIB (or ORT_LIB),
+// EMBEDD_GRPC_ADDR, EMBEDD_HTTP_ADDR, EMBEDD_DATA_DIR, EMBEDD_ORT_LIB (or ORT_LIB),
 // EMBEDD_API_KEYS (comma-separated), EMBEDD_LOG_LEVEL.
 func (c Config) ApplyEnv(getenv func(string) string) Config {
 	if v := getenv("EMBEDD_GRPC_ADDR"); v != "" {
@@ -257,6 +263,9 @@ func (c Config) ApplyEnv(getenv func(string) string) Config {
 	}
 	if v := getenv("EMBEDD_HTTP_ADDR"); v != "" {
 		c.HTTPAddr = v
+	}
+	if v := getenv("EMBEDD_DATA_DIR"); v != "" {
+		c.DataDir = v
 	}
 	if v := cmp.Or(getenv("EMBEDD_ORT_LIB"), getenv("ORT_LIB")); v != "" && c.ORTLib == "" {
 		c.ORTLib = v

@@ -121,7 +121,9 @@ func TestNotServingUntilModelsLoad(t *testing.T) {
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
-	s, err := New(testConfig(), WithRegistry(testReg), WithLogger(slog.New(slog.DiscardHandler)))
+	cfg := testConfig()
+	cfg.DataDir = t.TempDir()
+	s, err := New(cfg, WithRegistry(testReg), WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,6 +55,7 @@ func TestMain(m *testing.M) {
 
 // testServer is a running server on loopback with a client connection.
 type testServer struct {
+	stop     func() // stops the server and checks Serve's result; idempotent
 	s        *Server
 	conn     *grpc.ClientConn
 	embed    embeddv1.EmbeddingServiceClient
@@ -83,6 +85,9 @@ func startServerWith(t testing.TB, cfg Config, creds grpc.DialOption, opts ...Op
 		t.Skip(skipReason)
 	}
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
 	opts = append([]Option{WithRegistry(testReg), WithLogger(slog.New(slog.DiscardHandler))}, opts...)
 	s, err := New(cfg, opts...)
 	if err != nil {
@@ -104,7 +109,7 @@ func startServerWith(t testing.TB, cfg Config, creds grpc.DialOption, opts ...Op
 		t.Fatal(err)
 	}
 	ts := &testServer{s: s, conn: conn, embed: embeddv1.NewEmbeddingServiceClient(conn), httpBase: "http://" + hl.Addr().String()}
-	t.Cleanup(func() {
+	ts.stop = sync.OnceFunc(func() {
 		conn.Close()
 		cancel()
 		select {
@@ -116,6 +121,7 @@ func startServerWith(t testing.TB, cfg Config, creds grpc.DialOption, opts ...Op
 			t.Error("Serve did not return within a minute of cancellation")
 		}
 	})
+	t.Cleanup(ts.stop)
 	hc := healthpb.NewHealthClient(conn)
 	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
 		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})

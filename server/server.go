@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/embedd/embedd/index"
 	"github.com/embedd/embedd/models"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 	"github.com/embedd/embedd/server/batch"
@@ -59,10 +60,11 @@ type Server struct {
 	served   bool
 }
 
-// state is what exists once the models are loaded.
+// state is what exists once the models and collections are loaded.
 type state struct {
-	reg   *models.Registry
-	pipes map[string]*pipeline // by model id
+	reg         *models.Registry
+	pipes       map[string]*pipeline // by model id
+	collections *index.Manager
 }
 
 // Option changes how New builds a Server.
@@ -111,7 +113,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	s.health.SetServingStatus(embeddv1.EmbeddingService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.health.SetServingStatus(embeddv1.IndexService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	embeddv1.RegisterEmbeddingServiceServer(s.grpc, &embeddingService{s: s})
+	embeddv1.RegisterIndexServiceServer(s.grpc, &indexService{s: s})
 	reflection.Register(s.grpc)
 	s.http = &http.Server{
 		Handler:           s.httpHandler(),
@@ -169,6 +173,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		s.state.Store(st)
 		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		s.health.SetServingStatus(embeddv1.EmbeddingService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		s.health.SetServingStatus(embeddv1.IndexService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 		s.log.Info("embedd: serving", "models", len(st.pipes))
 		select {
 		case <-ctx.Done():
@@ -187,7 +192,8 @@ func addrOf(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// load opens the registry (unless given) and starts a batcher per model.
+// load opens the registry (unless given), starts a batcher per model and
+// opens the collections.
 func (s *Server) load() (*state, error) {
 	reg := s.given
 	if reg == nil {
@@ -197,6 +203,10 @@ func (s *Server) load() (*state, error) {
 		}
 	}
 	st := &state{reg: reg, pipes: map[string]*pipeline{}}
+	var err error
+	if st.collections, err = index.OpenManager(s.cfg.DataDir, index.WithLogger(s.log)); err != nil {
+		return nil, errors.Join(fmt.Errorf("embedd/server: data_dir: %w", err), s.closeState(st))
+	}
 	for _, mc := range s.cfg.Models {
 		m, err := reg.Get(mc.ID)
 		if err != nil {
@@ -275,14 +285,15 @@ func (s *Server) shutdown(st *state) error {
 	return errors.Join(errs...)
 }
 
-// closeState closes the batchers (draining them) and the registry if the
-// server opened it.
+// closeState closes the batchers (draining them), the collections, and
+// the registry if the server opened it.
 func (s *Server) closeState(st *state) error {
 	for _, p := range st.pipes {
 		p.batcher.Close()
 	}
+	err := st.collections.Close()
 	if st.reg != s.given {
-		return st.reg.Close()
+		err = errors.Join(err, st.reg.Close())
 	}
-	return nil
+	return err
 }

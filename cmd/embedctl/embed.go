@@ -1,0 +1,251 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"slices"
+	"strconv"
+
+	"github.com/embedd/embedd/client"
+)
+
+// maxLineBytes bounds one input line; longer lines are an error.
+const maxLineBytes = 16 << 20
+
+// lineChunks yields consecutive chunks of up to n lines of r, each a new
+// slice; a read error (or a line over maxLineBytes) ends it and is left in
+// *errp.
+func lineChunks(r io.Reader, n int, errp *error) iter.Seq[[]string] {
+	return func(yield func([]string) bool) {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 0, 64<<10), maxLineBytes)
+		chunk := make([]string, 0, n)
+		for sc.Scan() {
+			chunk = append(chunk, sc.Text())
+			if len(chunk) == n {
+				if !yield(chunk) {
+					return
+				}
+				chunk = make([]string, 0, n)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			if errors.Is(err, bufio.ErrTooLong) {
+				err = fmt.Errorf("a line of stdin is over %d bytes", maxLineBytes)
+			}
+			*errp = fmt.Errorf("reading stdin: %w", err)
+			return
+		}
+		if len(chunk) > 0 {
+			yield(slices.Clip(chunk))
+		}
+	}
+}
+
+// argChunks yields args in chunks of up to n.
+func argChunks(args []string, n int) iter.Seq[[]string] {
+	return slices.Chunk(args, n)
+}
+
+// normalizeFlag parses --normalize.
+func normalizeFlag(s string) (client.Normalization, error) {
+	switch s {
+	case "default", "":
+		return client.NormalizeDefault, nil
+	case "true":
+		return client.NormalizeOn, nil
+	case "false":
+		return client.NormalizeOff, nil
+	}
+	return 0, fmt.Errorf("--normalize %q is not one of default, true, false", s)
+}
+
+func embedCmd(e *env, args []string) int {
+	fs := e.newFlagSet("embed", "embed [flags] [TEXT...]\n\nEmbeds the texts given as arguments, or else one text per line of stdin (streamed\nin chunks, so memory stays flat), and prints one JSON line {\"index\": i, \"embedding\": [...]}\nper text, in order.")
+	model := fs.String("model", "", "model `id` (default: the server's default model)")
+	normalize := fs.String("normalize", "default", "L2-normalise vectors: default (as the model says), true, false")
+	dims := fs.Int("dimensions", 0, "keep the first `n` components (Matryoshka); 0 keeps all")
+	truncate := fs.Bool("truncate", true, "cut texts over the model's max length; false makes the server reject them")
+	chunk := fs.Int("chunk", 256, "texts per request")
+	texts, err := parseInterspersed(fs, args)
+	if err != nil {
+		return parseExit(err)
+	}
+	norm, err := normalizeFlag(*normalize)
+	if err != nil {
+		return e.usageErr("embed", "%v", err)
+	}
+	if *dims < 0 {
+		return e.usageErr("embed", "--dimensions %d is not ≥ 0", *dims)
+	}
+	if *chunk < 1 {
+		return e.usageErr("embed", "--chunk %d is not ≥ 1", *chunk)
+	}
+	opts := client.EmbedOptions{Model: *model, Normalize: norm, Dimensions: *dims, RejectOverlong: !*truncate}
+
+	c, code := e.connect("embed")
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	out := bufio.NewWriterSize(e.stdout, 1<<16)
+	var line []byte
+	emit := func(first int, vecs [][]float32) error {
+		for i, v := range vecs {
+			line = appendVectorJSON(line[:0], first+i, v)
+			if _, err := out.Write(line); err != nil {
+				return fmt.Errorf("writing output: %w", err)
+			}
+		}
+		return nil
+	}
+
+	if len(texts) > 0 {
+		// Arguments are few: plain calls, which are retried.
+		first := 0
+		for ch := range argChunks(texts, *chunk) {
+			vecs, err := c.Embed(e.ctx, ch, opts)
+			if err != nil && len(texts) > len(ch) {
+				err = textsErr(first, len(ch), "texts", err)
+			}
+			if err != nil {
+				return e.fail("embed", err)
+			}
+			if err := emit(first, vecs); err != nil {
+				return e.fail("embed", err)
+			}
+			first += len(ch)
+		}
+	} else {
+		var readErr error
+		n := 0
+		for r, err := range c.EmbedStream(e.ctx, lineChunks(e.stdin, *chunk, &readErr), opts) {
+			if ce, ok := errors.AsType[*client.ChunkError](err); ok {
+				out.Flush()
+				return e.fail("embed", textsErr(ce.First, ce.Len, "lines", ce.Err))
+			}
+			if err != nil {
+				out.Flush()
+				return e.fail("embed", err)
+			}
+			if err := emit(r.First, r.Vectors); err != nil {
+				return e.fail("embed", err)
+			}
+			n += len(r.Vectors)
+		}
+		if readErr != nil {
+			out.Flush()
+			return e.fail("embed", readErr)
+		}
+		if n == 0 {
+			return e.usageErr("embed", "no input: give texts as arguments or lines on stdin")
+		}
+	}
+	if err := out.Flush(); err != nil {
+		return e.fail("embed", fmt.Errorf("writing output: %w", err))
+	}
+	return 0
+}
+
+// textsErr places a request's error among the inputs, 1-based as editors
+// count lines: "lines 257-512: INVALID_ARGUMENT: texts[3]: ...", where the
+// server's texts[i] counts within the request.
+func textsErr(first, n int, what string, err error) error {
+	return &placedError{where: fmt.Sprintf("%s %d-%d", what, first+1, first+n), err: err}
+}
+
+// placedError is the error of a request that carried some of the inputs.
+type placedError struct {
+	where string
+	err   error
+}
+
+func (p *placedError) Error() string { return p.where + ": " + p.err.Error() }
+func (p *placedError) Unwrap() error { return p.err }
+
+// appendVectorJSON appends {"index":i,"embedding":[...]} and a newline, with
+// each component in the shortest form that reads back as the same float32.
+func appendVectorJSON(b []byte, i int, v []float32) []byte {
+	b = append(b, `{"index":`...)
+	b = strconv.AppendInt(b, int64(i), 10)
+	b = append(b, `,"embedding":`...)
+	b = appendFloats(b, v)
+	return append(b, "}\n"...)
+}
+
+// appendFloats appends v as a JSON array of shortest float32 forms.
+func appendFloats(b []byte, v []float32) []byte {
+	b = append(b, '[')
+	for j, x := range v {
+		if j > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendFloat(b, float64(x), 'g', -1, 32)
+	}
+	return append(b, ']')
+}
+
+func tokenizeCmd(e *env, args []string) int {
+	fs := e.newFlagSet("tokenize", "tokenize [flags] [TEXT...]\n\nPrints the token ids the model reads for each text (arguments, or else lines of stdin),\none JSON line {\"ids\": [...]} per text, in order, with the model's special tokens.")
+	model := fs.String("model", "", "model `id` (default: the server's default model)")
+	truncate := fs.Bool("truncate", false, "cut each text to the model's max length")
+	chunk := fs.Int("chunk", 256, "texts per request")
+	texts, err := parseInterspersed(fs, args)
+	if err != nil {
+		return parseExit(err)
+	}
+	if *chunk < 1 {
+		return e.usageErr("tokenize", "--chunk %d is not ≥ 1", *chunk)
+	}
+	c, code := e.connect("tokenize")
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	out := bufio.NewWriterSize(e.stdout, 1<<16)
+	defer out.Flush()
+	var readErr error
+	chunks := lineChunks(e.stdin, *chunk, &readErr)
+	what := "lines"
+	if len(texts) > 0 {
+		chunks, what = argChunks(texts, *chunk), "texts"
+	}
+	first := 0
+	var line []byte
+	for ch := range chunks {
+		ids, err := c.Tokenize(e.ctx, ch, client.TokenizeOptions{Model: *model, Truncate: *truncate})
+		if err != nil && (what == "lines" || len(texts) > len(ch)) {
+			err = textsErr(first, len(ch), what, err)
+		}
+		if err != nil {
+			return e.fail("tokenize", err)
+		}
+		for _, t := range ids {
+			line = append(line[:0], `{"ids":[`...)
+			for j, id := range t {
+				if j > 0 {
+					line = append(line, ',')
+				}
+				line = strconv.AppendInt(line, int64(id), 10)
+			}
+			line = append(line, "]}\n"...)
+			if _, err := out.Write(line); err != nil {
+				return e.fail("tokenize", fmt.Errorf("writing output: %w", err))
+			}
+		}
+		first += len(ch)
+	}
+	if readErr != nil {
+		return e.fail("tokenize", readErr)
+	}
+	if first == 0 {
+		return e.usageErr("tokenize", "no input: give texts as arguments or lines on stdin")
+	}
+	if err := out.Flush(); err != nil {
+		return e.fail("tokenize", fmt.Errorf("writing output: %w", err))
+	}
+	return 0
+}
