@@ -301,4 +301,3 @@ func (x *indexService) Search(ctx context.Context, req *embeddv1.SearchRequest) 
 	}
 	return resp, nil
 }
-
