@@ -151,21 +151,22 @@ func (x *indexService) ListCollections(ctx context.Context, _ *embeddv1.ListColl
 	return resp, nil
 }
 
-// embedTexts embeds texts with the collection's model (or the request's,
-// or the default), cut to the collection's dimension.
-func (x *indexService) embedTexts(ctx context.Context, c *index.Collection, eo *embeddv1.EmbedOptions, texts []string) ([][]float32, error) {
+// embedTexts embeds texts for collection c. A collection created with a
+// model uses that model, cut to the collection's dimension; otherwise the
+// request's embed options pick the model and dimensions, and the result
+// must have the collection's dimension.
+func (x *indexService) embedTexts(ctx context.Context, name string, c *index.Collection, eo *embeddv1.EmbedOptions, texts []string) ([][]float32, error) {
 	model, o := options(eo)
-	if sp := c.Spec(); sp.Model != "" {
-		model = sp.Model
-	}
 	dim := c.Dim()
-	o.Dimensions = dim
+	if sp := c.Spec(); sp.Model != "" {
+		model, o.Dimensions = sp.Model, dim
+	}
 	res, err := x.s.embed(ctx, model, texts, o)
 	if err != nil {
 		return nil, err
 	}
-	if len(res.vectors) > 0 && len(res.vectors[0]) != dim {
-		return nil, status.Errorf(codes.FailedPrecondition, "model %s gives %d dimensions, collection has %d", res.model, len(res.vectors[0]), dim)
+	if got := len(res.vectors[0]); got != dim {
+		return nil, status.Errorf(codes.InvalidArgument, "collection %s has dimension %d but model %s gives %d: set embed.dimensions or create the collection with a model", name, dim, res.model, got)
 	}
 	return res.vectors, nil
 }
@@ -193,7 +194,7 @@ func (x *indexService) Upsert(ctx context.Context, req *embeddv1.UpsertRequest) 
 		}
 	}
 	if len(texts) > 0 {
-		vecs, err := x.embedTexts(ctx, c, req.Embed, texts)
+		vecs, err := x.embedTexts(ctx, req.Collection, c, req.Embed, texts)
 		if err != nil {
 			return nil, err
 		}
@@ -270,7 +271,7 @@ func (x *indexService) Search(ctx context.Context, req *embeddv1.SearchRequest) 
 		}
 	}
 	if len(texts) > 0 {
-		vecs, err := x.embedTexts(ctx, c, req.Embed, texts)
+		vecs, err := x.embedTexts(ctx, req.Collection, c, req.Embed, texts)
 		if err != nil {
 			return nil, err
 		}

@@ -160,6 +160,10 @@ func TestIndexServiceBadInput(t *testing.T) {
 			_, err := ix.Upsert(ctx, &embeddv1.UpsertRequest{Collection: "c", Records: []*embeddv1.Record{{Id: "a", Vector: []float32{1, 1}, Text: "t"}}})
 			return err
 		}(), codes.InvalidArgument, "records[0]: give a vector or a text, not both"},
+		{"text into a collection of another width", func() error {
+			_, err := ix.Upsert(ctx, &embeddv1.UpsertRequest{Collection: "c", Records: []*embeddv1.Record{{Id: "a", Text: "hello"}}})
+			return err
+		}(), codes.InvalidArgument, "collection c has dimension 2 but model a gives 384"},
 		{"bad metadata", func() error {
 			_, err := ix.Upsert(ctx, &embeddv1.UpsertRequest{Collection: "c", Records: []*embeddv1.Record{{Id: "a", Vector: []float32{1, 1}, Metadata: []byte("{not json")}}})
 			return err

@@ -109,7 +109,7 @@ func embedCmd(e *env, args []string) int {
 		for ch := range argChunks(texts, *chunk) {
 			vecs, err := c.Embed(e.ctx, ch, opts)
 			if err != nil && len(texts) > len(ch) {
-				err = textsErr(first, len(ch), "texts", err)
+				err = textsErr(first, len(ch), "text", err)
 			}
 			if err != nil {
 				return e.fail("embed", err)
@@ -125,7 +125,7 @@ func embedCmd(e *env, args []string) int {
 		for r, err := range c.EmbedStream(e.ctx, lineChunks(e.stdin, *chunk, &readErr), opts) {
 			if ce, ok := errors.AsType[*client.ChunkError](err); ok {
 				out.Flush()
-				return e.fail("embed", textsErr(ce.First, ce.Len, "lines", ce.Err))
+				return e.fail("embed", textsErr(ce.First, ce.Len, "line", ce.Err))
 			}
 			if err != nil {
 				out.Flush()
@@ -150,11 +150,15 @@ func embedCmd(e *env, args []string) int {
 	return 0
 }
 
-// textsErr places a request's error among the inputs, 1-based as editors
-// count lines: "lines 257-512: INVALID_ARGUMENT: texts[3]: ...", where the
-// server's texts[i] counts within the request.
+// textsErr places a request's error among the inputs ("line" or "text"),
+// 1-based as editors count lines: "lines 257-512: INVALID_ARGUMENT:
+// texts[3]: ...", where the server's texts[i] counts within the request.
 func textsErr(first, n int, what string, err error) error {
-	return &placedError{where: fmt.Sprintf("%s %d-%d", what, first+1, first+n), err: err}
+	where := fmt.Sprintf("%s %d", what, first+1)
+	if n > 1 {
+		where = fmt.Sprintf("%ss %d-%d", what, first+1, first+n)
+	}
+	return &placedError{where: where, err: err}
 }
 
 // placedError is the error of a request that carried some of the inputs.
@@ -209,15 +213,15 @@ func tokenizeCmd(e *env, args []string) int {
 	defer out.Flush()
 	var readErr error
 	chunks := lineChunks(e.stdin, *chunk, &readErr)
-	what := "lines"
+	what := "line"
 	if len(texts) > 0 {
-		chunks, what = argChunks(texts, *chunk), "texts"
+		chunks, what = argChunks(texts, *chunk), "text"
 	}
 	first := 0
 	var line []byte
 	for ch := range chunks {
 		ids, err := c.Tokenize(e.ctx, ch, client.TokenizeOptions{Model: *model, Truncate: *truncate})
-		if err != nil && (what == "lines" || len(texts) > len(ch)) {
+		if err != nil && (what == "line" || len(texts) > len(ch)) {
 			err = textsErr(first, len(ch), what, err)
 		}
 		if err != nil {

@@ -30,7 +30,10 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := runContext(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 const usage = `usage: embedctl [global flags] <command> [flags] [args]
@@ -54,7 +57,7 @@ global flags:
 `
 
 // env is what every command gets: the streams, the global settings and a
-// context that ends on SIGINT or SIGTERM.
+// context (in main, it ends on SIGINT or SIGTERM).
 type env struct {
 	ctx            context.Context
 	stdin          io.Reader
@@ -80,9 +83,15 @@ var commands = map[string]command{
 	"search":      searchCmd,
 }
 
-// run is main without the process: it returns the exit code.
+// run is main without the process and its signals: it returns the exit
+// code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	return runContext(context.Background(), args, stdin, stdout, stderr)
+}
+
+// runContext is run with a context that ends the command early.
+func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("embedctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&e.addr, "addr", "", "server `host:port` (default $EMBEDD_ADDR, else 127.0.0.1:50051)")
@@ -122,9 +131,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "embedctl: unknown command %q; run \"embedctl help\" for the list\n", name)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	e.ctx = ctx
 	return cmd(e, fs.Args()[1:])
 }
 

@@ -227,15 +227,21 @@ func TestConcurrentUse(t *testing.T) {
 	}
 }
 
+// BenchmarkAllow measures one call for a known client ("hot") and for a
+// client whose bucket has gone idle and is dropped and made again
+// ("churn": every bucket idles after 1µs).
 func BenchmarkAllow(b *testing.B) {
-	l := New(1e9, 1000)
 	keys := make([]string, 1024)
 	for i := range keys {
 		keys[i] = fmt.Sprint("peer", i)
 	}
-	i := 0
-	for b.Loop() {
-		l.Allow(keys[i&1023], 1)
-		i++
+	for name, l := range map[string]*Limiter{"hot": New(1e9, 1e9), "churn": New(1e9, 1000)} {
+		b.Run(name, func(b *testing.B) {
+			i := 0
+			for b.Loop() {
+				l.Allow(keys[i&1023], 1)
+				i++
+			}
+		})
 	}
 }
