@@ -22,7 +22,7 @@ echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test"
 go test -count=1 ./...
-echo "== go test -race (tokenizer)"
-go test -count=1 -race ./models/tokenizer/
+echo "== go test -race (the packages whose own goroutines and locks matter most)"
+go test -count=1 -race ./models/tokenizer/ ./server/batch/ ./server/cache/ ./server/ratelimit/ ./client/ ./index/...
 echo "== fuzz (tokenizer, 20s)"
 go test -run='^$' -fuzz=FuzzEncode -fuzztime=20s ./models/tokenizer/
