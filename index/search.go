@@ -2,11 +2,12 @@ package index
 
 import (
 	"cmp"
-	"container/heap"
 	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
+
+	"github.com/embedd/embedd/index/flat"
 )
 
 // Result is one search hit.
@@ -82,10 +83,10 @@ func (s *Snapshot) search(ctx context.Context, q []float32, nq, k int, filter ma
 			}
 		}
 	}
-	m := scanMatrix{data: s.Data(), dim: s.Dim(), rows: s.Len(), norms: s.Norms(), metric: s.Metric(), skip: skip}
-	hits, err := scan(ctx, m, q, nq, k)
+	m := flat.Matrix{Data: s.Data()[:s.Len()*s.Dim()], Dim: s.Dim(), Norms: s.Norms()}
+	hits, err := flat.Search(ctx, m, q, k, flat.Options{Metric: flatMetric[s.Metric()], Skip: skip})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("embedd/index: search: %w", err)
 	}
 	l2 := s.Metric() == L2
 	out := make([][]Result, nq)
@@ -137,109 +138,5 @@ func matchFilter(meta []byte, filter map[string]string) bool {
 	return true
 }
 
-// ---- The search kernel seam ------------------------------------------------
-//
-// scan is the only function Search calls to score rows. It is the simple,
-// obviously correct reference below, with index/flat's contract: the same
-// inputs (row-major data, dim, squared norms for L2, a skip bitmap) and the
-// same output (per query up to k hits, best first: largest score for cosine
-// and dot, smallest squared distance for L2, equal scores by ascending row).
-// Plugging in the real kernel is one assignment:
-//
-//	scan = func(ctx context.Context, m scanMatrix, q []float32, nq, k int) ([][]hit, error) {
-//		return flat.Search(ctx, flat.Matrix{Data: m.data, Dim: m.dim, Norms: m.norms}, q, k,
-//			flat.Options{Metric: flatMetric[m.metric], Skip: m.skip})
-//	}
-//
-// with hit = flat.Hit and flatMetric mapping Cosine, Dot, L2 to flat's.
-
-// scanMatrix is what a kernel reads: a snapshot's rows.
-type scanMatrix struct {
-	data   []float32 // rows*dim, row-major
-	dim    int
-	rows   int
-	norms  []float32 // squared norms, L2 only
-	metric Metric
-	skip   []uint64 // bit r%64 of word r/64: leave row r out (deleted or filtered)
-}
-
-// hit is one scored row, as flat.Hit.
-type hit struct {
-	Row   int
-	Score float32
-}
-
-// scan scores q (nq queries, row-major) against m and returns each query's
-// best k hits, best first. Swap in index/flat here.
-var scan = referenceScan
-
-// referenceScan is the reference kernel: one query at a time, every row,
-// float64 accumulation, a bounded heap; ties keep the lower row.
-func referenceScan(ctx context.Context, m scanMatrix, q []float32, nq, k int) ([][]hit, error) {
-	out := make([][]hit, nq)
-	l2 := m.metric == L2
-	for qi := range nq {
-		query := q[qi*m.dim : (qi+1)*m.dim]
-		h := worstFirst{l2: l2, hits: make([]hit, 0, min(k, m.rows))}
-		for r := range m.rows {
-			if r%8192 == 0 {
-				if err := ctx.Err(); err != nil {
-					return nil, fmt.Errorf("embedd/index: search: %w", err)
-				}
-			}
-			if r/64 < len(m.skip) && m.skip[r/64]&(1<<(r%64)) != 0 {
-				continue
-			}
-			row := m.data[r*m.dim : (r+1)*m.dim]
-			var score float64
-			if l2 {
-				for j, x := range row {
-					d := float64(query[j]) - float64(x)
-					score += d * d
-				}
-			} else {
-				for j, x := range row {
-					score += float64(query[j]) * float64(x)
-				}
-			}
-			cand := hit{Row: r, Score: float32(score)}
-			if len(h.hits) < k {
-				heap.Push(&h, cand)
-			} else if h.better(cand, h.hits[0]) {
-				h.hits[0] = cand
-				heap.Fix(&h, 0)
-			}
-		}
-		res := make([]hit, len(h.hits))
-		for i := len(h.hits) - 1; i >= 0; i-- {
-			res[i] = heap.Pop(&h).(hit)
-		}
-		out[qi] = res
-	}
-	return out, nil
-}
-
-// worstFirst is a heap whose top is the worst hit kept.
-type worstFirst struct {
-	l2   bool // smaller scores are better
-	hits []hit
-}
-
-// better orders hits: better score, then lower row.
-func (h *worstFirst) better(a, b hit) bool {
-	if a.Score != b.Score {
-		return (a.Score > b.Score) != h.l2
-	}
-	return a.Row < b.Row
-}
-
-// Len, Less, Swap, Push and Pop implement heap.Interface.
-func (h *worstFirst) Len() int           { return len(h.hits) }
-func (h *worstFirst) Less(i, j int) bool { return h.better(h.hits[j], h.hits[i]) }
-func (h *worstFirst) Swap(i, j int)      { h.hits[i], h.hits[j] = h.hits[j], h.hits[i] }
-func (h *worstFirst) Push(x any)         { h.hits = append(h.hits, x.(hit)) }
-func (h *worstFirst) Pop() any {
-	x := h.hits[len(h.hits)-1]
-	h.hits = h.hits[:len(h.hits)-1]
-	return x
-}
+// flatMetric maps a collection's metric to the kernel's.
+var flatMetric = map[Metric]flat.Metric{Cosine: flat.Cosine, Dot: flat.Dot, L2: flat.L2}

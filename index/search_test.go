@@ -201,22 +201,6 @@ func TestSearchEmptyCollection(t *testing.T) {
 	}
 }
 
-func BenchmarkReferenceScan(b *testing.B) {
-	const rows, dim = 20000, 384
-	data := make([]float32, rows*dim)
-	for i := range data {
-		data[i] = float32(i%97) / 97
-	}
-	m := scanMatrix{data: data, dim: dim, rows: rows, metric: Dot}
-	q := vec(dim, 0.1)
-	b.SetBytes(int64(len(data) * 4))
-	for b.Loop() {
-		if _, err := referenceScan(context.Background(), m, q, 1, 10); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func TestSearchL2IsDistanceAscending(t *testing.T) {
 	c := testCollection(t, 2, L2)
 	mustUpsert(t, c, rec("far", []float32{3, 0}), rec("near", []float32{1, 0}), rec("here", []float32{0, 0}), rec("tie", []float32{-1, 0}))

@@ -1,0 +1,5 @@
+//go:build !amd64
+
+package flat
+
+func asmKernels() []kernel { return nil }
