@@ -4,6 +4,8 @@
 //	embedd config check FILE         validate a server config without starting
 //	embedd embed [flags] [TEXT...]   texts (arguments, or lines on stdin) → JSON lines with vectors
 //	embedd tokenize [flags]          lines on stdin → JSON lines {"ids": [...]}
+//	embedd import [flags] C FILE     stream JSONL or .npy into collection C (server stopped)
+//	embedd export [flags] C          collection C → JSONL (works beside a running server)
 //
 // Without --config every command uses the default model that
 // scripts/setup.sh prepares; --model picks a model by id.
@@ -26,6 +28,8 @@ commands:
   config    "config check FILE" validates a server config
   embed     embed texts given as arguments, or one per line on stdin; prints JSON lines
   tokenize  tokenize lines from stdin; prints JSON lines {"ids": [...]}
+  import    stream a JSONL or .npy file into a collection (server stopped)
+  export    write a collection as JSONL (works while the server runs)
 
 run "embedd <command> -h" for a command's flags
 `
@@ -41,6 +45,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serveCmd(args[1:], stderr)
 	case "config":
 		return configCmd(args[1:], stdout, stderr)
+	case "import":
+		return importCmd(args[1:], stdout, stderr)
+	case "export":
+		return exportCmd(args[1:], stdout, stderr)
 	case "embed":
 		return embedCmd(args[1:], stdin, stdout, stderr)
 	case "tokenize":

@@ -22,19 +22,34 @@ import (
 // TestServeShutsDownOnSIGTERM runs the real binary, embeds through it, then
 // sends SIGTERM while a call is in flight: the call completes, the process
 // exits 0.
-func TestServeShutsDownOnSIGTERM(t *testing.T) {
-	needFixtures(t)
+// buildEmbedd builds the embedd binary into a temporary folder.
+func buildEmbedd(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "embedd")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// server is a running embedd serve process.
+type serverProc struct {
+	cmd  *exec.Cmd
+	conn *grpc.ClientConn
+	logs chan string
+}
+
+// startServe runs "embedd serve" on loopback with dataDir and waits until
+// it is SERVING.
+func startServe(t *testing.T, bin, dataDir string) *serverProc {
+	t.Helper()
 	cmd := exec.Command(bin, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "EMBEDD_DATA_DIR="+t.TempDir())
+	cmd.Env = append(os.Environ(), "EMBEDD_DATA_DIR="+dataDir)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	addr := make(chan string, 1)
 	logs := make(chan string, 1000)
 	go func() {
@@ -62,18 +77,27 @@ func TestServeShutsDownOnSIGTERM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	ctx := context.Background()
+	t.Cleanup(func() { conn.Close() })
 	hc := healthpb.NewHealthClient(conn)
 	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
-		if r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
+		if r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{}); err == nil && r.Status == healthpb.HealthCheckResponse_SERVING {
 			break
 		}
 		if time.Since(start) > time.Minute {
 			t.Fatal("not SERVING within a minute")
 		}
 	}
-	client := embeddv1.NewEmbeddingServiceClient(conn)
+	return &serverProc{cmd: cmd, conn: conn, logs: logs}
+}
+
+// TestServeShutsDownOnSIGTERM runs the real binary, embeds through it, then
+// sends SIGTERM while a call is in flight: the call completes, the process
+// exits 0.
+func TestServeShutsDownOnSIGTERM(t *testing.T) {
+	needFixtures(t)
+	sp := startServe(t, buildEmbedd(t), t.TempDir())
+	ctx := context.Background()
+	client := embeddv1.NewEmbeddingServiceClient(sp.conn)
 	long := strings.Repeat("graceful shutdown keeps queued work ", 20)
 	inflight := make(chan error, 1)
 	go func() {
@@ -81,19 +105,19 @@ func TestServeShutsDownOnSIGTERM(t *testing.T) {
 		inflight <- err
 	}()
 	time.Sleep(50 * time.Millisecond)
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := sp.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-inflight; err != nil {
 		t.Errorf("call in flight at SIGTERM failed: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { done <- sp.cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
 			var all []string
-			for l := range logs {
+			for l := range sp.logs {
 				all = append(all, l)
 			}
 			t.Fatalf("exit: %v; logs:\n%s", err, strings.Join(all, "\n"))
