@@ -50,7 +50,7 @@ func createIDs(dir string, gen uint64, rows int, avgLen int) (*idTable, error) {
 // openIDs maps generation gen's id table and reads its first length bytes,
 // which must hold exactly rows ids. The caller closes it.
 func openIDs(dir string, gen uint64, length int64, rows int, private bool) (_ *idTable, err error) {
-	f, err := openMappedFile(idsPath(dir, gen), private, smallReserve)
+	f, err := openLog(idsPath(dir, gen), idsMagic, gen, length, private)
 	if err != nil {
 		return nil, err
 	}
@@ -59,13 +59,6 @@ func openIDs(dir string, gen uint64, length int64, rows int, private bool) (_ *i
 			f.close()
 		}
 	}()
-	mem := f.bytes()
-	if err := checkHeader(mem, idsMagic, 0, gen, f.path); err != nil {
-		return nil, err
-	}
-	if length < fileHeaderSize || length > f.size {
-		return nil, corruptf("%s: checkpointed length %d is outside the file's %d bytes", f.path, length, f.size)
-	}
 	t := &idTable{file: f, length: length}
 	if err := t.index(rows); err != nil {
 		return nil, err

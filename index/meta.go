@@ -35,7 +35,7 @@ func createMeta(dir string, gen uint64, capacity int64, rows int) (*metaStore, e
 // openMeta maps generation gen's metadata and indexes its first length
 // bytes, which must only name rows below rows. The caller closes it.
 func openMeta(dir string, gen uint64, length int64, rows int, private bool) (_ *metaStore, err error) {
-	f, err := openMappedFile(metaPath(dir, gen), private, smallReserve)
+	f, err := openLog(metaPath(dir, gen), metaMagic, gen, length, private)
 	if err != nil {
 		return nil, err
 	}
@@ -45,12 +45,6 @@ func openMeta(dir string, gen uint64, length int64, rows int, private bool) (_ *
 		}
 	}()
 	mem := f.bytes()
-	if err := checkHeader(mem, metaMagic, 0, gen, f.path); err != nil {
-		return nil, err
-	}
-	if length < fileHeaderSize || length > f.size {
-		return nil, corruptf("%s: checkpointed length %d is outside the file's %d bytes", f.path, length, f.size)
-	}
 	m := &metaStore{file: f, length: length, offs: make([]uint64, rows, rows+rows/8+16)}
 	next := 0 // rows below next are indexed
 	for off := int64(fileHeaderSize); off < length; {

@@ -232,6 +232,25 @@ func makeHeader(magic string, dim int, gen uint64) []byte {
 	return h
 }
 
+// openLog maps an append-only file of generation gen (the id table or the
+// metadata) and checks its header and that its checkpointed length fits.
+// The caller closes the result.
+func openLog(path, magic string, gen uint64, length int64, private bool) (*mappedFile, error) {
+	f, err := openMappedFile(path, private, smallReserve)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkHeader(f.bytes(), magic, 0, gen, f.path); err != nil {
+		f.close()
+		return nil, err
+	}
+	if length < fileHeaderSize || length > f.size {
+		f.close()
+		return nil, corruptf("%s: checkpointed length %d is outside the file's %d bytes", f.path, length, f.size)
+	}
+	return f, nil
+}
+
 // checkHeader verifies a data file's header against what the manifest and
 // checkpoint say it must be.
 func checkHeader(h []byte, magic string, dim int, gen uint64, path string) error {
