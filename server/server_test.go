@@ -242,6 +242,14 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A message over max_message_bytes is refused by the transport.
+	msgCfg := testConfig()
+	msgCfg.MaxMessageBytes = 4096
+	small := startServer(t, msgCfg)
+	_, err := small.embed.Embed(context.Background(), &embeddv1.EmbedRequest{Texts: []string{strings.Repeat("x", 3000), strings.Repeat("y", 3000)}})
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "larger than max") {
+		t.Errorf("6 KB message to a 4 KB limit: got %v", err)
+	}
 	// The server is unharmed.
 	resp, err := ts.embed.Embed(context.Background(), &embeddv1.EmbedRequest{Texts: []string{"fine"}, Options: &embeddv1.EmbedOptions{Dimensions: 64}})
 	if err != nil || len(resp.Embeddings[0].Values) != 64 || resp.Model != "a" {
