@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/embedd/embedd/models"
 )
@@ -49,6 +52,36 @@ type ModelConfig struct {
 	// already uses every core inside one batch).
 	Workers int `json:"workers,omitempty"`
 }
+
+// TracingConfig turns on OpenTelemetry tracing: spans for every RPC and
+// /v1/embeddings request (joining the caller's trace when it sends a W3C
+// traceparent) and, inside the embedding path, for tokenization, the cache,
+// the queue wait and the model run, exported over OTLP/gRPC. It is off (no
+// exporter, no goroutines, no spans) unless OTLPEndpoint is set, in the
+// file or by OTEL_EXPORTER_OTLP_ENDPOINT (see ApplyEnv). The exporter also
+// reads the other standard OTEL_EXPORTER_OTLP_* variables (headers,
+// certificate, compression, timeout, insecure); OTLPEndpoint wins over
+// theirs. Buffered spans are flushed at shutdown, for at most 5s; a flush
+// that fails (collector unreachable) is part of Serve's error.
+type TracingConfig struct {
+	// OTLPEndpoint is the collector's OTLP/gRPC address, host:port (such
+	// as "otel-collector:4317"); empty turns tracing off.
+	OTLPEndpoint string `json:"otlp_endpoint,omitempty"`
+	// Insecure sends spans in plaintext; default false: TLS, verified
+	// against the system's roots (or OTEL_EXPORTER_OTLP_CERTIFICATE),
+	// unless OTEL_EXPORTER_OTLP_INSECURE=true.
+	Insecure bool `json:"insecure,omitempty"`
+	// SampleRatio is the share of new traces recorded, in [0, 1]; default
+	// 1 when tracing is on. A call that joins a caller's trace follows the
+	// caller's sampling decision instead (parent-based sampling).
+	SampleRatio *float64 `json:"sample_ratio,omitempty"`
+	// ServiceName is the service.name of the spans; default "embedd" when
+	// tracing is on.
+	ServiceName string `json:"service_name,omitempty"`
+}
+
+// On reports whether tracing is configured.
+func (t TracingConfig) On() bool { return t.OTLPEndpoint != "" }
 
 // Config is the whole server configuration. Zero fields take the defaults
 // documented on them (see Defaults).
@@ -95,6 +128,9 @@ type Config struct {
 	Pprof bool `json:"pprof,omitempty"`
 	// LogLevel is debug, info, warn or error; default info.
 	LogLevel string `json:"log_level,omitempty"`
+	// Tracing exports OpenTelemetry spans over OTLP/gRPC; off by default
+	// (see TracingConfig).
+	Tracing TracingConfig `json:"tracing,omitzero"`
 }
 
 // Defaults returns c with every zero field set to its default.
@@ -130,6 +166,13 @@ func (c Config) Defaults() Config {
 	c.StreamInFlight = cmp.Or(c.StreamInFlight, 8)
 	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, Duration(30*time.Second))
 	c.LogLevel = cmp.Or(c.LogLevel, "info")
+	if c.Tracing.On() {
+		if c.Tracing.SampleRatio == nil {
+			one := 1.0
+			c.Tracing.SampleRatio = &one
+		}
+		c.Tracing.ServiceName = cmp.Or(c.Tracing.ServiceName, "embedd")
+	}
 	return c
 }
 
@@ -202,7 +245,41 @@ func (c Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("log_level", strconv.Quote(c.LogLevel), "is not one of debug, info, warn, error")
 	}
+	errs = append(errs, c.Tracing.validate()...)
 	return errors.Join(errs...)
+}
+
+// validate checks the tracing fields, each error naming the field, the
+// value and the rule.
+func (t TracingConfig) validate() []error {
+	var errs []error
+	bad := func(field string, v any, rule string) {
+		errs = append(errs, fmt.Errorf("tracing.%s: %v %s", field, v, rule))
+	}
+	if !t.On() {
+		// Settings without an endpoint would be silently ignored.
+		off := "is set but tracing.otlp_endpoint is empty (tracing is off)"
+		if t.Insecure {
+			bad("insecure", true, off)
+		}
+		if t.SampleRatio != nil {
+			bad("sample_ratio", *t.SampleRatio, off)
+		}
+		if t.ServiceName != "" {
+			bad("service_name", strconv.Quote(t.ServiceName), off)
+		}
+		return errs
+	}
+	if err := checkDialAddr(t.OTLPEndpoint); err != nil {
+		bad("otlp_endpoint", strconv.Quote(t.OTLPEndpoint), err.Error())
+	}
+	if r := t.SampleRatio; r != nil && (math.IsNaN(*r) || *r < 0 || *r > 1) {
+		bad("sample_ratio", *r, "is not in [0, 1]")
+	}
+	if n := t.ServiceName; n != "" && (len(n) > 255 || strings.ContainsFunc(n, func(r rune) bool { return !unicode.IsPrint(r) })) {
+		bad("service_name", strconv.Quote(n), "is not 1 to 255 bytes of printable characters")
+	}
+	return errs
 }
 
 func checkAddr(a string) error {
@@ -212,6 +289,19 @@ func checkAddr(a string) error {
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return errors.New("has no valid port")
+	}
+	return nil
+}
+
+// checkDialAddr checks an address to connect to: a host and a port in
+// [1, 65535].
+func checkDialAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" || port == "" {
+		return errors.New("is not host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return errors.New("has no valid port (1 to 65535)")
 	}
 	return nil
 }
@@ -256,7 +346,12 @@ func ReadConfig(path string) (Config, error) {
 
 // ApplyEnv overrides fields from EMBEDD_* environment variables:
 // EMBEDD_GRPC_ADDR, EMBEDD_HTTP_ADDR, EMBEDD_DATA_DIR, EMBEDD_ORT_LIB (or ORT_LIB),
-// EMBEDD_API_KEYS (comma-separated), EMBEDD_LOG_LEVEL.
+// EMBEDD_API_KEYS (comma-separated), EMBEDD_LOG_LEVEL; and from
+// OpenTelemetry's OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or, when that is
+// unset, OTEL_EXPORTER_OTLP_ENDPOINT, which sets tracing.otlp_endpoint (and
+// so turns tracing on): host:port, or a URL whose scheme also sets
+// tracing.insecure (http: true, https: false), whose port defaults to 4317
+// and whose path is ignored.
 func (c Config) ApplyEnv(getenv func(string) string) Config {
 	if v := getenv("EMBEDD_GRPC_ADDR"); v != "" {
 		c.GRPCAddr = v
@@ -275,6 +370,16 @@ func (c Config) ApplyEnv(getenv func(string) string) Config {
 	}
 	if v := getenv("EMBEDD_LOG_LEVEL"); v != "" {
 		c.LogLevel = v
+	}
+	if v := cmp.Or(getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), getenv("OTEL_EXPORTER_OTLP_ENDPOINT")); v != "" {
+		c.Tracing.OTLPEndpoint = v // as it is when it is not a URL: Validate names it
+		if u, err := url.Parse(v); err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https") {
+			c.Tracing.OTLPEndpoint = u.Host
+			if u.Port() == "" {
+				c.Tracing.OTLPEndpoint = net.JoinHostPort(u.Hostname(), "4317") // OTLP/gRPC's port
+			}
+			c.Tracing.Insecure = u.Scheme == "http"
+		}
 	}
 	return c
 }

@@ -32,36 +32,31 @@ type embedResult struct {
 // embed is the one embedding path behind every surface: it validates the
 // request against the limits, tokenizes, serves what it can from the cache,
 // sends the rest through the model's batcher, and applies the options.
-// Errors are gRPC status errors.
-func (s *Server) embed(ctx context.Context, modelID string, texts []string, o models.Options) (embedResult, error) {
+// Errors are gRPC status errors. With tracing on, it is the "embed" span,
+// with "tokenize", "cache", "queue_wait" and "inference" under it.
+func (s *Server) embed(ctx context.Context, modelID string, texts []string, o models.Options) (_ embedResult, err error) {
+	ctx, span := s.startSpan(ctx, "embed")
+	defer func() { endSpan(span, err) }()
 	p, err := s.pipeline(modelID)
 	if err != nil {
 		return embedResult{}, err
 	}
 	id := p.model.Info().ID
+	if span.IsRecording() {
+		span.SetAttributes(attrModel.String(id), attrTexts.Int(len(texts)))
+	}
 	if err := s.checkTexts(texts); err != nil {
 		return embedResult{}, err
 	}
 	if err := p.model.CheckOptions(o); err != nil {
 		return embedResult{}, toStatus(err)
 	}
-	out := make([][]float32, len(texts))
-	var (
-		arena  []int32
-		ends   []int
-		misses []int
-	)
-	for i, t := range texts {
-		if arena, err = p.model.Tokenize(arena, i, t, o.Truncate); err != nil {
-			return embedResult{}, toStatus(err)
-		}
-		ends = append(ends, len(arena))
-		if v, ok := s.cache.Get(cache.Key(id, 0, 0, t)); ok {
-			out[i] = v
-		} else {
-			misses = append(misses, i)
-		}
+	arena, ends, err := s.tokenize(ctx, p, texts, o.Truncate)
+	if err != nil {
+		return embedResult{}, err
 	}
+	out := make([][]float32, len(texts))
+	misses := s.cached(ctx, id, texts, out)
 	if len(misses) > 0 {
 		seqs := make([][]int32, len(misses))
 		for j, i := range misses {
@@ -71,7 +66,7 @@ func (s *Server) embed(ctx context.Context, modelID string, texts []string, o mo
 			}
 			seqs[j] = arena[start:ends[i]:ends[i]]
 		}
-		vecs, err := p.batcher.Submit(ctx, seqs)
+		vecs, err := s.submit(ctx, p, seqs)
 		if err != nil {
 			return embedResult{}, s.batchStatus(p, err)
 		}
@@ -84,6 +79,42 @@ func (s *Server) embed(ctx context.Context, modelID string, texts []string, o mo
 		out[i] = p.model.Finish(v, o)
 	}
 	return embedResult{model: id, vectors: out, tokens: len(arena)}, nil
+}
+
+// tokenize tokenizes texts into one arena, ends[i] being where text i's ids
+// end (the "tokenize" span).
+func (s *Server) tokenize(ctx context.Context, p *pipeline, texts []string, t models.Truncation) (arena []int32, ends []int, err error) {
+	_, span := s.startSpan(ctx, "tokenize")
+	defer func() { endSpan(span, err) }()
+	ends = make([]int, len(texts))
+	for i, text := range texts {
+		if arena, err = p.model.Tokenize(arena, i, text, t); err != nil {
+			return nil, nil, toStatus(err)
+		}
+		ends[i] = len(arena)
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attrTexts.Int(len(texts)), attrTokens.Int(len(arena)))
+	}
+	return arena, ends, nil
+}
+
+// cached fills out[i] with the cached vector of texts[i] where there is
+// one, and returns the indexes of the others (the "cache" span).
+func (s *Server) cached(ctx context.Context, model string, texts []string, out [][]float32) (misses []int) {
+	_, span := s.startSpan(ctx, "cache")
+	defer span.End()
+	for i, t := range texts {
+		if v, ok := s.cache.Get(cache.Key(model, 0, 0, t)); ok {
+			out[i] = v
+		} else {
+			misses = append(misses, i)
+		}
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attrCacheHits.Int(len(texts)-len(misses)), attrCacheMisses.Int(len(misses)))
+	}
+	return misses
 }
 
 // pipeline finds the model's pipeline; NOT_FOUND names the loaded ids,

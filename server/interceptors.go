@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -50,25 +51,38 @@ func (s *Server) observe(ctx context.Context, method, id string, start time.Time
 		level = slog.LevelError
 	}
 	attrs := []any{"method", method, "code", code.String(), "latency", d, "request_id", id, "peer", peerAddr(ctx)}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		attrs = append(attrs, "trace_id", sc.TraceID().String())
+	}
 	if err != nil {
 		attrs = append(attrs, "err", status.Convert(err).Message())
 	}
 	s.log.Log(ctx, level, "embedd: rpc", attrs...)
 }
 
+// observeUnary gives each call a request id, a log line, metrics and,
+// when tracing is on, a server span (see tracing.go).
 func (s *Server) observeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	start, id := time.Now(), requestID(ctx)
 	grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
+	ctx, span := s.startRPCSpan(ctx, info.FullMethod, id, start)
 	resp, err := h(ctx, req)
 	s.observe(ctx, info.FullMethod, id, start, err)
+	endRPCSpan(span, err)
 	return resp, err
 }
 
+// observeStream is observeUnary for streams.
 func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	start, id := time.Now(), requestID(ss.Context())
 	ss.SetHeader(metadata.Pairs("x-request-id", id))
+	ctx, span := s.startRPCSpan(ss.Context(), info.FullMethod, id, start)
+	if span != nil {
+		ss = &tracedStream{ServerStream: ss, ctx: ctx}
+	}
 	err := h(srv, ss)
-	s.observe(ss.Context(), info.FullMethod, id, start, err)
+	s.observe(ctx, info.FullMethod, id, start, err)
+	endRPCSpan(span, err)
 	return err
 }
 

@@ -10,6 +10,11 @@
 // batcher queue (bounded; full → RESOURCE_EXHAUSTED with a retry hint) →
 // batch former → ONNX Runtime on the model's worker goroutines → pooling →
 // options (dimensions, normalisation) → response.
+//
+// Tracing (Config.Tracing, or WithTracerProvider) adds OpenTelemetry spans
+// along that path: one server span per RPC and per /v1/embeddings request,
+// joining the caller's trace (W3C traceparent), and under it "embed" with
+// "tokenize", "cache", "queue_wait" and "inference" (see tracing.go).
 package server
 
 import (
@@ -24,6 +29,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -52,6 +59,14 @@ type Server struct {
 	http    *http.Server
 	given   *models.Registry // set by WithRegistry: used, never closed
 
+	// Tracing: tracer is nil when tracing is off. Serve sets it, and ownTP
+	// when it builds the provider from the config, before serving; ownTP
+	// is shut down at the end of shutdown. givenTP is WithTracerProvider's:
+	// used, never shut down.
+	givenTP trace.TracerProvider
+	ownTP   *sdktrace.TracerProvider
+	tracer  trace.Tracer
+
 	beforeLoad func() // test hook, run just before the models load
 
 	state    atomic.Pointer[state] // nil until models are loaded
@@ -76,6 +91,14 @@ func WithRegistry(r *models.Registry) Option { return func(s *Server) { s.given 
 
 // WithLogger sets the logger; default slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithTracerProvider traces with tp instead of a provider built from the
+// config's tracing (which is then not used), even when that is off; the
+// caller keeps ownership and shuts tp down after Serve returns. Default:
+// none, so tracing follows Config.Tracing.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Server) { s.givenTP = tp }
+}
 
 // New checks cfg (after applying its defaults) and builds the servers
 // without listening yet.
@@ -118,7 +141,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	embeddv1.RegisterIndexServiceServer(s.grpc, &indexService{s: s})
 	reflection.Register(s.grpc)
 	s.http = &http.Server{
-		Handler:           s.httpHandler(),
+		Handler:           s.traceHTTP(s.httpHandler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -129,8 +152,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 // loads the models (reporting NOT_SERVING until they are), and runs until
 // ctx ends; then it shuts down gracefully: health goes NOT_SERVING, new
 // calls are refused, running and queued work finishes within
-// ShutdownGrace, the batchers and (unless given) the registry are closed.
-// It closes the listeners. A Server serves once.
+// ShutdownGrace, the batchers and (unless given) the registry are closed,
+// and the spans still buffered (when tracing is on) are flushed. It closes
+// the listeners. A Server serves once.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	s.serveMu.Lock()
 	if s.served {
@@ -140,6 +164,14 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	s.served = true
 	s.serveMu.Unlock()
 
+	// Before anything serves, so that the handlers see the tracer.
+	if err := s.startTracing(); err != nil {
+		grpcLis.Close()
+		if httpLis != nil {
+			httpLis.Close()
+		}
+		return err
+	}
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -281,6 +313,7 @@ func (s *Server) shutdown(st *state) error {
 	if st != nil {
 		errs = append(errs, s.closeState(st))
 	}
+	s.stopTracing()
 	s.log.Info("embedd: stopped")
 	return errors.Join(errs...)
 }

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/embedd/embedd/server"
 )
 
@@ -63,6 +65,11 @@ func serveCmd(args []string, stderr io.Writer) int {
 		return 1
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.Tracing.On() {
+		// The span exporter reports failed exports to OpenTelemetry's
+		// global handler, not to a caller: log them as ours.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("embedd: tracing", "err", err) }))
+	}
 	srv, err := server.New(cfg, server.WithLogger(log))
 	if err != nil {
 		fmt.Fprintf(stderr, "embedd serve: %v\n", err)

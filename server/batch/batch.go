@@ -11,6 +11,11 @@
 // batches and reassembled in order. Items of a cancelled or expired request
 // are dropped before inference if they have not started. A full queue
 // refuses a request at once with ErrQueueFull.
+//
+// SubmitTimed is Submit that also tells the request when each batch that ran
+// its texts started and ended, for tracing after the fact: a batch serves
+// many requests, so no request's span can be open around it. Submit pays
+// nothing for this.
 package batch
 
 import (
@@ -68,6 +73,29 @@ type Stats struct {
 	Err          error         // the Forwarder's error, if any
 }
 
+// Timing says when a request's texts waited and ran; SubmitTimed fills it.
+type Timing struct {
+	// Submitted is when the texts were queued.
+	Submitted time.Time
+	// Batches are the batches that ran the request's texts, in the order
+	// they finished (with several workers, not always the order they
+	// started). A batch's queue wait for this request is Start −
+	// Submitted.
+	Batches []BatchTiming
+}
+
+// BatchTiming is one batch as one request saw it.
+type BatchTiming struct {
+	ID           uint64    // the batch's number in this Batcher, from 1: requests that shared a batch see the same
+	Start        time.Time // when a worker began the batch (the Forward call)
+	End          time.Time // when the Forward call returned
+	Texts        int       // the request's texts in the batch
+	Rows         int       // texts in the batch, of every request
+	Tokens       int       // real tokens in the batch
+	PaddedTokens int       // rows × longest row
+	Err          error     // the Forwarder's error, if any
+}
+
 func (c Config) withDefaults() Config {
 	c.MaxBatchTokens = cmp.Or(c.MaxBatchTokens, 8192)
 	c.MaxBatchSize = cmp.Or(c.MaxBatchSize, 64)
@@ -84,6 +112,9 @@ type request struct {
 	remaining int           // items not yet done; guarded by Batcher.mu
 	err       error         // first failure; guarded by Batcher.mu
 	done      chan struct{} // closed when remaining reaches 0
+	// timing is nil unless SubmitTimed made the request; its Batches are
+	// guarded by Batcher.mu until done is closed, then read-only.
+	timing *Timing
 }
 
 // item is one text of a request.
@@ -117,6 +148,15 @@ type Batcher struct {
 type job struct {
 	items []*item
 	depth int
+	id    uint64 // from 1, in the order the former formed the batches
+}
+
+// ran is what finish passes on to timed requests about a batch that ran.
+type ran struct {
+	id                   uint64
+	start, end           time.Time
+	tokens, paddedTokens int
+	err                  error
 }
 
 // New starts a Batcher over f. The caller owns it and must Close it; f must
@@ -146,6 +186,23 @@ func New(f Forwarder, cfg Config) (*Batcher, error) {
 // after Close began, and ctx's error when ctx ends first (items not yet
 // started are then dropped).
 func (b *Batcher) Submit(ctx context.Context, seqs [][]int32) ([][]float32, error) {
+	return b.submit(ctx, seqs, nil)
+}
+
+// SubmitTimed is Submit that also reports when the texts were queued and
+// when the batches that ran them started and ended. The Timing is complete
+// when the vectors are returned or the Forwarder failed; after the other
+// errors (the queue full, the batcher closed, ctx ended) it holds only
+// Submitted, or nothing.
+func (b *Batcher) SubmitTimed(ctx context.Context, seqs [][]int32) ([][]float32, Timing, error) {
+	var tm Timing
+	vecs, err := b.submit(ctx, seqs, &tm)
+	return vecs, tm, err
+}
+
+// submit is Submit; a non-nil tm asks for the request's timing, which is
+// filled in when the request completes.
+func (b *Batcher) submit(ctx context.Context, seqs [][]int32, tm *Timing) ([][]float32, error) {
 	if len(seqs) == 0 {
 		return nil, nil
 	}
@@ -158,6 +215,10 @@ func (b *Batcher) Submit(ctx context.Context, seqs [][]int32) ([][]float32, erro
 		r.out[i] = flat[i*b.cfg.Dim : (i+1)*b.cfg.Dim : (i+1)*b.cfg.Dim]
 	}
 	now := time.Now()
+	if tm != nil {
+		r.timing = &Timing{Submitted: now}
+		tm.Submitted = now
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -179,6 +240,9 @@ func (b *Batcher) Submit(ctx context.Context, seqs [][]int32) ([][]float32, erro
 		b.mu.Lock()
 		err := r.err
 		b.mu.Unlock()
+		if tm != nil {
+			*tm = *r.timing // complete: no worker writes after done is closed
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -206,13 +270,15 @@ func (b *Batcher) signal() {
 // the queue.
 func (b *Batcher) former() {
 	defer close(b.work)
+	var id uint64
 	for {
 		<-b.slots // a worker is free
 		batch, depth, ok := b.next()
 		if !ok {
 			return
 		}
-		b.work <- job{items: batch, depth: depth}
+		id++
+		b.work <- job{items: batch, depth: depth, id: id}
 	}
 }
 
@@ -345,8 +411,9 @@ func (b *Batcher) worker() {
 		}
 		st.PaddedTokens = longest * len(batch)
 		err := b.f.Forward(seqs, dst)
-		st.Run, st.Err = time.Since(now), err
-		b.finish(batch, err)
+		end := time.Now()
+		st.Run, st.Err = end.Sub(now), err
+		b.finish(batch, ran{id: j.id, start: now, end: end, tokens: st.Tokens, paddedTokens: st.PaddedTokens, err: err})
 		b.slots <- struct{}{}
 		if b.cfg.Observe != nil {
 			b.cfg.Observe(st)
@@ -354,14 +421,18 @@ func (b *Batcher) worker() {
 	}
 }
 
-// finish counts the batch's items done and wakes requests that completed.
-func (b *Batcher) finish(batch []*item, err error) {
+// finish counts the batch's items done, tells timed requests about the
+// batch, and wakes requests that completed.
+func (b *Batcher) finish(batch []*item, rn ran) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, it := range batch {
 		r := it.req
-		if err != nil && r.err == nil {
-			r.err = err
+		if rn.err != nil && r.err == nil {
+			r.err = rn.err
+		}
+		if r.timing != nil {
+			r.timing.add(len(batch), rn)
 		}
 		r.remaining--
 		if r.remaining == 0 {
@@ -379,4 +450,18 @@ func (b *Batcher) Close() {
 	b.mu.Unlock()
 	b.signal()
 	b.wg.Wait()
+}
+
+// add counts one of the request's texts in a batch of rows that ran as rn:
+// the first text opens the batch's record, the others (handled in the same
+// finish call, so the record is still the last) count into it.
+func (t *Timing) add(rows int, rn ran) {
+	if n := len(t.Batches); n > 0 && t.Batches[n-1].ID == rn.id {
+		t.Batches[n-1].Texts++
+		return
+	}
+	t.Batches = append(t.Batches, BatchTiming{
+		ID: rn.id, Start: rn.start, End: rn.end, Texts: 1, Rows: rows,
+		Tokens: rn.tokens, PaddedTokens: rn.paddedTokens, Err: rn.err,
+	})
 }

@@ -293,3 +293,144 @@ func TestNewValidates(t *testing.T) {
 		t.Fatal("Dim 0 accepted")
 	}
 }
+
+func TestSubmitTimedReportsTheBatchesThatRanTheTexts(t *testing.T) {
+	f := &fake{gate: make(chan struct{}), entered: make(chan struct{}, 100)}
+	b, _ := New(f, Config{Dim: dim, MaxBatchSize: 100, MaxBatchTokens: 100000})
+	defer b.Close()
+	// Occupy the only worker, so that the next two requests share a batch.
+	type result struct {
+		tm  Timing
+		err error
+	}
+	submit := func(seqs [][]int32) chan result {
+		c := make(chan result, 1)
+		go func() {
+			got, tm, err := b.SubmitTimed(context.Background(), seqs)
+			if err == nil {
+				checkVectors(t, seqs, got)
+			}
+			c <- result{tm, err}
+		}()
+		return c
+	}
+	first := submit([][]int32{{1, 1, 1}})
+	<-f.entered
+	two := submit([][]int32{{2, 2}, {3, 3}}) // one length: one bucket
+	for b.QueueDepth() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	one := submit([][]int32{{4, 4}})
+	for b.QueueDepth() < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(2 * time.Millisecond) // a measurable queue wait
+	close(f.gate)
+	r1, r2, r3 := <-first, <-two, <-one
+	for _, r := range []result{r1, r2, r3} {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.tm.Submitted.IsZero() || len(r.tm.Batches) != 1 {
+			t.Fatalf("timing %+v: want Submitted and one batch", r.tm)
+		}
+		bt := r.tm.Batches[0]
+		if bt.Start.Before(r.tm.Submitted) || bt.End.Before(bt.Start) || bt.Err != nil {
+			t.Errorf("implausible batch timing: submitted %v, %+v", r.tm.Submitted, bt)
+		}
+	}
+	b1, b2, b3 := r1.tm.Batches[0], r2.tm.Batches[0], r3.tm.Batches[0]
+	if b1.ID == b2.ID || b2.ID != b3.ID {
+		t.Errorf("batch ids %d, %d, %d: want the last two requests in one batch, the first in another", b1.ID, b2.ID, b3.ID)
+	}
+	if b1.Rows != 1 || b1.Texts != 1 || b1.Tokens != 3 || b1.PaddedTokens != 3 {
+		t.Errorf("first request's batch: %+v", b1)
+	}
+	if b2.Rows != 3 || b2.Texts != 2 || b3.Texts != 1 || b2.Tokens != 6 || b2.PaddedTokens != 6 {
+		t.Errorf("shared batch: %+v and %+v, want 3 rows (2 + 1 texts), 6 tokens, 6 padded", b2, b3)
+	}
+	if !b2.Start.Equal(b3.Start) || !b2.End.Equal(b3.End) {
+		t.Errorf("requests of one batch see different times: %+v, %+v", b2, b3)
+	}
+	if b2.Start.Before(b1.End) {
+		t.Errorf("with one worker, the second batch started (%v) before the first ended (%v)", b2.Start, b1.End)
+	}
+	if wait := b2.Start.Sub(r2.tm.Submitted); wait < 2*time.Millisecond {
+		t.Errorf("queue wait %v, want at least the 2ms the worker was held", wait)
+	}
+}
+
+func TestSubmitTimedSplitRequest(t *testing.T) {
+	b, _ := New(&fake{}, Config{Dim: dim, MaxBatchSize: 4})
+	defer b.Close()
+	seqs := make([][]int32, 10)
+	for i := range seqs {
+		seqs[i] = []int32{int32(i + 1), 5}
+	}
+	got, tm, err := b.SubmitTimed(context.Background(), seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkVectors(t, seqs, got)
+	texts, ids := 0, map[uint64]bool{}
+	for _, bt := range tm.Batches {
+		texts += bt.Texts
+		ids[bt.ID] = true
+		if bt.Rows > 4 || bt.Texts > bt.Rows || bt.Start.Before(tm.Submitted) || bt.End.Before(bt.Start) {
+			t.Errorf("batch %+v (submitted %v)", bt, tm.Submitted)
+		}
+	}
+	if texts != 10 || len(tm.Batches) < 3 || len(ids) != len(tm.Batches) {
+		t.Errorf("10 texts in batches of at most 4 reported as %+v", tm.Batches)
+	}
+}
+
+func TestSubmitTimedReportsForwardErrors(t *testing.T) {
+	boom := errors.New("boom")
+	b, _ := New(&fake{err: boom}, Config{Dim: dim})
+	defer b.Close()
+	_, tm, err := b.SubmitTimed(context.Background(), [][]int32{{1}, {2}})
+	if !errors.Is(err, boom) {
+		t.Fatalf("got %v, want the Forwarder's error", err)
+	}
+	if len(tm.Batches) != 1 || !errors.Is(tm.Batches[0].Err, boom) || tm.Batches[0].Texts != 2 {
+		t.Errorf("timing of a failed batch: %+v", tm.Batches)
+	}
+	b.Close()
+	if _, tm, err := b.SubmitTimed(context.Background(), [][]int32{{1}}); !errors.Is(err, ErrClosed) || len(tm.Batches) != 0 {
+		t.Errorf("after Close: %+v, %v", tm, err)
+	}
+}
+
+// nop is a Forwarder that does nothing, to measure the batcher alone.
+type nop struct{}
+
+func (nop) Forward([][]int32, [][]float32) error { return nil }
+
+// BenchmarkSubmit measures the batcher's own cost per one-text request,
+// with and without timing.
+func BenchmarkSubmit(b *testing.B) {
+	for _, timed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("timed=%v", timed), func(b *testing.B) {
+			bt, _ := New(nop{}, Config{Dim: dim, MaxWait: 50 * time.Microsecond})
+			defer bt.Close()
+			seqs := [][]int32{{1, 2, 3}}
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					var err error
+					if timed {
+						_, _, err = bt.SubmitTimed(context.Background(), seqs)
+					} else {
+						_, err = bt.Submit(context.Background(), seqs)
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
