@@ -2,12 +2,50 @@
 # setup.sh: everything embedd needs on a fresh Debian/Ubuntu machine, idempotent.
 #
 #   scripts/setup.sh          ONNX Runtime 1.29.0 (CPU) + the test model + Go modules
+#   scripts/setup.sh --gpu    the same, plus ONNX Runtime's CUDA 13 execution provider
 #
 # Sources: apt (python3-onnx, python3-numpy, xz-utils, npm when missing), the npm
 # registry (onnxruntime-node@1.29.0, whose linux/x64 libonnxruntime.so.1 we unpack;
-# its own install script is never run) and the Go module proxy. Everything lands in
-# .cache/ (git-ignored). Set ORT_LIB to use an ONNX Runtime you installed yourself.
+# with --gpu also com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9, whose CUDA
+# provider libraries we unpack; no package's install script is ever run) and the Go
+# module proxy. Everything lands in .cache/ (git-ignored). Set ORT_LIB to use an
+# ONNX Runtime you installed yourself. Dockerfile and Dockerfile.cuda fetch the same
+# files and pin the same sha256 values (scripts/check_docker.sh compares them).
 set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/setup.sh [--gpu] [--help]
+
+Prepares this checkout for embedd (idempotent; uses only apt, npm and the Go module proxy):
+  - python3-onnx, python3-numpy, xz-utils, npm from apt when missing
+  - ONNX Runtime 1.29.0 for linux/x64 (CPU) into .cache/ort/1.29.0/libonnxruntime.so.1,
+    from the npm package onnxruntime-node@1.29.0, sha256-checked
+  - the test model into .cache/models/minilm-l6-random/
+  - the Go modules
+
+options:
+  --gpu    also fetch ONNX Runtime's CUDA 13 execution provider
+           (libonnxruntime_providers_cuda.so, libonnxruntime_providers_shared.so) from the
+           npm package com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9, sha256-checked, into
+           the same folder as libonnxruntime.so.1 (~180 MB download, once). Running it needs
+           an NVIDIA driver, CUDA 13 (cudart, cuBLAS, cuRAND) and cuDNN 9 on LD_LIBRARY_PATH.
+  --help   show this text
+
+environment:
+  ORT_LIB  path of an ONNX Runtime library you installed yourself: nothing is fetched
+           for ONNX Runtime (with --gpu, put the CUDA provider next to it yourself)
+USAGE
+}
+
+gpu=0
+for arg in "$@"; do
+  case "$arg" in
+    --gpu) gpu=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) printf 'setup: unknown argument %q\n\n' "$arg" >&2; usage >&2; exit 2 ;;
+  esac
+done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache="$root/.cache"
@@ -16,6 +54,16 @@ ort_dir="$cache/ort/$ort_version"
 ort_lib="$ort_dir/libonnxruntime.so.1"
 # sha256 of bin/napi-v6/linux/x64/libonnxruntime.so.1 in onnxruntime-node@1.29.0.
 ort_sha256=89688f5cf51c7e31befbb7b9101bc027799009b18d1baa9a5b1146a72e69538d
+# --gpu: ONNX Runtime's CUDA 13 execution provider for the same 1.29.0 core, from
+# Plugins/Linux/x64/ in the npm package below (its own core library is CPU-only, so
+# the core stays onnxruntime-node's). ONNX Runtime loads provider libraries from the
+# folder that holds libonnxruntime.so.1, so they go into $ort_dir too.
+ort_cuda_npm=com.github.asus4.onnxruntime.linux-x64-gpu
+ort_cuda_npm_version=0.4.9
+ort_cuda_lib="$ort_dir/libonnxruntime_providers_cuda.so"     # 229,780,440 bytes
+ort_cuda_sha256=56cf3254b118ad837ccc4ed8f6d1b23504bbf7ef91b34cbc0b289cb7f10b3037
+ort_shared_lib="$ort_dir/libonnxruntime_providers_shared.so" # 14,632 bytes
+ort_shared_sha256=c6a12593396095f5670160e284c35d1700b7708cf3037b7042e2a5200ccae772
 model_dir="$cache/models/minilm-l6-random"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -54,6 +102,43 @@ else
   mkdir -p "$ort_dir"
   mv "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ort_lib"
   log "ONNX Runtime $ort_version installed at $ort_lib"
+fi
+
+# 2b. With --gpu: the CUDA execution provider next to the core (checked by sha256).
+if [ "$gpu" -eq 1 ]; then
+  if [ -n "${ORT_LIB:-}" ]; then
+    log "ORT_LIB=$ORT_LIB set: not fetching the CUDA provider; put libonnxruntime_providers_cuda.so and libonnxruntime_providers_shared.so of the same ONNX Runtime version next to it"
+  elif sha_ok "$ort_cuda_lib" "$ort_cuda_sha256" && sha_ok "$ort_shared_lib" "$ort_shared_sha256"; then
+    log "ONNX Runtime $ort_version CUDA provider present in $ort_dir"
+  else
+    log "fetching ONNX Runtime's CUDA provider from npm ($ort_cuda_npm@$ort_cuda_npm_version, ~180 MB)"
+    gpu_tmp=$(mktemp -d)
+    trap 'rm -rf "${tmp:-}" "$gpu_tmp"' EXIT
+    (cd "$gpu_tmp" && npm pack --silent "$ort_cuda_npm@$ort_cuda_npm_version" >/dev/null)
+    plugins=package/Plugins/Linux/x64
+    tar -xzf "$gpu_tmp/$ort_cuda_npm-$ort_cuda_npm_version.tgz" -C "$gpu_tmp" \
+      "$plugins/libonnxruntime_providers_cuda.so" "$plugins/libonnxruntime_providers_shared.so"
+    for pair in "libonnxruntime_providers_cuda.so $ort_cuda_sha256" "libonnxruntime_providers_shared.so $ort_shared_sha256"; do
+      read -r name want <<<"$pair"
+      got=$(sha256sum "$gpu_tmp/$plugins/$name" | cut -d' ' -f1)
+      if [ "$got" != "$want" ]; then
+        log "ERROR: $name from $ort_cuda_npm@$ort_cuda_npm_version has sha256 $got, want $want; not installing it"
+        exit 1
+      fi
+    done
+    mkdir -p "$ort_dir"
+    for name in libonnxruntime_providers_shared.so libonnxruntime_providers_cuda.so; do
+      # Copy under a temporary name in the target folder, then rename: a reader
+      # never sees half a library, and an interrupted run leaves no file whose
+      # name claims it is complete.
+      cp "$gpu_tmp/$plugins/$name" "$ort_dir/.$name.partial"
+      mv -f "$ort_dir/.$name.partial" "$ort_dir/$name"
+    done
+    rm -rf "$gpu_tmp"
+    log "ONNX Runtime $ort_version CUDA provider installed in $ort_dir"
+  fi
+  [ -n "${ORT_LIB:-}" ] ||
+    log "to use it: a model with \"device\": \"cuda\" (or \"auto\"), and LD_LIBRARY_PATH with CUDA 13 and cuDNN 9 (e.g. /usr/local/cuda/lib64)"
 fi
 
 # 3. The test model: all-MiniLM-L6-v2's shape with random weights (deterministic).
