@@ -113,6 +113,9 @@ type Config struct {
 	// 0 keeps its defaults.
 	IntraOpThreads int `json:"intra_op_threads,omitempty"`
 	InterOpThreads int `json:"inter_op_threads,omitempty"`
+	// GPUMemLimit caps the CUDA provider's memory arena, in bytes; 0 leaves
+	// it unlimited.
+	GPUMemLimit int64 `json:"gpu_mem_limit,omitempty"`
 	// MaxBatchTokens bounds one batch's rows × padded length; default 8192.
 	MaxBatchTokens int `json:"max_batch_tokens,omitempty"`
 	// MaxBatchSize bounds one batch's rows; default 64.
@@ -156,7 +159,7 @@ func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
 	if sc.Device, err = ParseDevice(cfg.Device); err != nil {
 		return nil, err
 	}
-	sc.IntraOpThreads, sc.InterOpThreads = cfg.IntraOpThreads, cfg.InterOpThreads
+	sc.IntraOpThreads, sc.InterOpThreads, sc.GPUMemLimit = cfg.IntraOpThreads, cfg.InterOpThreads, cfg.GPUMemLimit
 	sess, err := rt.NewSession(onnxFile(cfg.Path), sc)
 	if err != nil {
 		return nil, err

@@ -104,6 +104,9 @@ func (c RegistryConfig) Validate() error {
 		checkRange("max_batch_tokens", m.MaxBatchTokens, 1, 1<<20)
 		checkRange("max_batch_size", m.MaxBatchSize, 1, 65536)
 		checkRange("max_length", m.MaxLength, 2, 1<<16)
+		if m.GPUMemLimit < 0 {
+			bad(f+".gpu_mem_limit", m.GPUMemLimit, "is negative")
+		}
 	}
 	if c.Default != "" && !seen[c.Default] {
 		bad("default", fmt.Sprintf("%q", c.Default), "is not the id of a listed model")

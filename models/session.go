@@ -28,6 +28,9 @@ type SessionConfig struct {
 	// InterOpThreads is the thread count across independent operators;
 	// 0 leaves ONNX Runtime's default.
 	InterOpThreads int
+	// GPUMemLimit caps the CUDA provider's memory arena in bytes; 0 leaves
+	// it unlimited.
+	GPUMemLimit int64
 	// Logger receives the device decision of "auto"; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -57,10 +60,10 @@ type Session struct {
 // provider and falls back to the CPU, logging why; with "cuda" a provider
 // that does not load is an error.
 func (r *Runtime) NewSession(path string, cfg SessionConfig) (*Session, error) {
-	log := cfg.Logger
-	if log == nil {
-		log = slog.Default()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
+	log := cfg.Logger
 	inputs, output, hidden, err := inspectGraph(path)
 	if err != nil {
 		return nil, err
@@ -145,25 +148,44 @@ func newORTSession(path string, inputs []string, output string, cfg SessionConfi
 			return nil, err
 		}
 	}
-	if cudaID >= 0 {
-		if err := appendCUDA(opts, cudaID); err != nil {
-			return nil, fmt.Errorf("CUDA execution provider: %w", err)
-		}
+	if cudaID < 0 {
+		return ort.NewDynamicAdvancedSession(path, inputs, []string{output}, opts)
 	}
-	return ort.NewDynamicAdvancedSession(path, inputs, []string{output}, opts)
+	var sess *ort.DynamicAdvancedSession
+	restored, err := keepGoSignalHandlers(func() error {
+		if err := appendCUDA(opts, cudaID, cfg.GPUMemLimit); err != nil {
+			return fmt.Errorf("CUDA execution provider: %w", err)
+		}
+		var err error
+		sess, err = ort.NewDynamicAdvancedSession(path, inputs, []string{output}, opts)
+		return err
+	})
+	if restored > 0 && cfg.Logger != nil {
+		cfg.Logger.Info("embedd: restored signal handlers the CUDA provider replaced", "count", restored)
+	}
+	return sess, err
 }
 
-// appendCUDA adds the CUDA execution provider for device id to opts.
-func appendCUDA(opts *ort.SessionOptions, id int) error {
+// appendCUDA adds the CUDA execution provider for device id to opts. The
+// arena grows by what each request needs (kSameAsRequested), not to the
+// next power of two, so that batches of varying shape do not ratchet device
+// memory up; memLimit > 0 caps it. cuDNN's exhaustive convolution search is
+// off: BERT has no convolutions worth searching.
+func appendCUDA(opts *ort.SessionOptions, id int, memLimit int64) error {
 	cuda, err := ort.NewCUDAProviderOptions()
 	if err != nil {
 		return err
 	}
 	defer cuda.Destroy()
-	if err := cuda.Update(map[string]string{
+	o := map[string]string{
 		"device_id":              strconv.Itoa(id),
+		"arena_extend_strategy":  "kSameAsRequested",
 		"cudnn_conv_algo_search": "DEFAULT",
-	}); err != nil {
+	}
+	if memLimit > 0 {
+		o["gpu_mem_limit"] = strconv.FormatInt(memLimit, 10)
+	}
+	if err := cuda.Update(o); err != nil {
 		return err
 	}
 	return opts.AppendExecutionProviderCUDA(cuda)
