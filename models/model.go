@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/embedd/embedd/models/tokenizer"
@@ -73,7 +74,8 @@ type Info struct {
 	MaxLength int     // tokens, [CLS] and [SEP] included
 	Pooling   Pooling // how token states become one vector
 	Normalize bool    // whether vectors are L2-normalised by default
-	Device    Device  // where inference runs
+	Device    Device  // where inference runs (the first replica's device)
+	Devices   []Device // every replica's device, in order
 }
 
 // Embeddings is the answer to one Embed call.
@@ -89,7 +91,7 @@ type Embeddings struct {
 type Model struct {
 	info      Info
 	tok       *tokenizer.Tokenizer
-	sess      *Session
+	replicas  []*replica // one session per configured device
 	maxTokens int // token budget of one batch (rows × padded length)
 	maxRows   int // most rows in one batch
 
@@ -109,6 +111,9 @@ type Config struct {
 	Path string `json:"path"`
 	// Device is cpu (default), cuda, cuda:N or auto.
 	Device string `json:"device,omitempty"`
+	// Devices, instead of Device, runs one replica of the model per entry
+	// (say ["cuda:0", "cuda:1"]); each batch goes to the least busy one.
+	Devices []string `json:"devices,omitempty"`
 	// IntraOpThreads and InterOpThreads set ONNX Runtime's thread pools;
 	// 0 keeps its defaults.
 	IntraOpThreads int `json:"intra_op_threads,omitempty"`
@@ -156,24 +161,30 @@ func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sc.Device, err = ParseDevice(cfg.Device); err != nil {
-		return nil, err
-	}
 	sc.IntraOpThreads, sc.InterOpThreads, sc.GPUMemLimit = cfg.IntraOpThreads, cfg.InterOpThreads, cfg.GPUMemLimit
-	sess, err := rt.NewSession(onnxFile(cfg.Path), sc)
-	if err != nil {
-		return nil, err
-	}
 	m := &Model{
-		info: Info{
-			ID: cfg.ID, Path: cfg.Path, Dim: sess.Hidden(), MaxLength: fc.maxLen,
-			Pooling: fc.pooling, Normalize: fc.normalize, Device: sess.Device(),
-		},
+		info: Info{ID: cfg.ID, Path: cfg.Path, MaxLength: fc.maxLen, Pooling: fc.pooling, Normalize: fc.normalize},
 		tok:       tok,
-		sess:      sess,
 		maxTokens: cmp.Or(cfg.MaxBatchTokens, DefaultMaxBatchTokens),
 		maxRows:   cmp.Or(cfg.MaxBatchSize, DefaultMaxBatchSize),
 	}
+	devices := cfg.Devices
+	if len(devices) == 0 {
+		devices = []string{cfg.Device}
+	}
+	for _, d := range devices {
+		if sc.Device, err = ParseDevice(d); err == nil {
+			var sess *Session
+			if sess, err = rt.NewSession(onnxFile(cfg.Path), sc); err == nil {
+				m.replicas = append(m.replicas, &replica{sess: sess})
+				m.info.Devices = append(m.info.Devices, sess.Device())
+				continue
+			}
+		}
+		return nil, errors.Join(err, m.closeReplicas())
+	}
+	first := m.replicas[0].sess
+	m.info.Dim, m.info.Device = first.Hidden(), first.Device()
 	if m.maxTokens < m.info.MaxLength {
 		m.maxTokens = m.info.MaxLength // one longest text must always fit
 	}
@@ -198,8 +209,26 @@ func (m *Model) Info() Info { return m.info }
 // Tokenizer is the model's tokenizer.
 func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
 
-// Session is the model's ONNX session, for callers that batch themselves.
-func (m *Model) Session() *Session { return m.sess }
+// Session is the first replica's ONNX session, for callers that batch
+// themselves.
+func (m *Model) Session() *Session { return m.replicas[0].sess }
+
+// replica is one session of the model and the batches running on it.
+type replica struct {
+	sess     *Session
+	inflight atomic.Int32
+}
+
+// pick returns the replica with the fewest batches running.
+func (m *Model) pick() *replica {
+	best := m.replicas[0]
+	for _, r := range m.replicas[1:] {
+		if r.inflight.Load() < best.inflight.Load() {
+			best = r
+		}
+	}
+	return best
+}
 
 // Tokenize appends to dst the ids of text (index i of its request) cut to
 // the model's maximum length, or an InputError when text is not valid UTF-8
@@ -319,7 +348,11 @@ func (m *Model) Forward(seqs [][]int32, dst [][]float32) error {
 	defer scratchPool.Put(sc)
 	fillBatch(&sc.batch, seqs)
 	var err error
-	if sc.states, err = m.sess.Run(&sc.batch, sc.states); err != nil {
+	r := m.pick()
+	r.inflight.Add(1)
+	sc.states, err = r.sess.Run(&sc.batch, sc.states)
+	r.inflight.Add(-1)
+	if err != nil {
 		return err
 	}
 	h, rowLen := m.info.Dim, sc.batch.SeqLen*m.info.Dim
@@ -392,7 +425,7 @@ func grow(s []int64, n int) []int64 {
 	return s[:n]
 }
 
-// Close waits for running Embed calls, then releases the ONNX session. It is
+// Close waits for running Embed calls, then releases the ONNX sessions. It is
 // idempotent and nil-safe.
 func (m *Model) Close() error {
 	if m == nil {
@@ -404,5 +437,14 @@ func (m *Model) Close() error {
 		return nil
 	}
 	m.closed = true
-	return m.sess.Close()
+	return m.closeReplicas()
+}
+
+// closeReplicas closes every session, in reverse order, errors joined.
+func (m *Model) closeReplicas() error {
+	var errs []error
+	for i := len(m.replicas) - 1; i >= 0; i-- {
+		errs = append(errs, m.replicas[i].sess.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -116,7 +116,7 @@ func TestBatchingKeepsResults(t *testing.T) {
 	for _, budget := range []int{256, 600, 100000} {
 		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
 			// Same session, other batch limits.
-			mm := &Model{info: m.info, tok: m.tok, sess: m.sess, maxTokens: max(budget, m.info.MaxLength), maxRows: 3}
+			mm := &Model{info: m.info, tok: m.tok, replicas: m.replicas, maxTokens: max(budget, m.info.MaxLength), maxRows: 3}
 			res, err := mm.Embed(ctx, sampleTexts, Options{})
 			if err != nil {
 				t.Fatal(err)

@@ -89,6 +89,14 @@ func (c RegistryConfig) Validate() error {
 		if _, err := ParseDevice(m.Device); err != nil {
 			bad(f+".device", fmt.Sprintf("%q", m.Device), "is not one of cpu, cuda, cuda:N, auto")
 		}
+		if len(m.Devices) > 0 && m.Device != "" {
+			bad(f+".devices", fmt.Sprintf("%q", m.Devices), "cannot be combined with device")
+		}
+		for j, d := range m.Devices {
+			if _, err := ParseDevice(d); err != nil {
+				bad(fmt.Sprintf("%s.devices[%d]", f, j), fmt.Sprintf("%q", d), "is not one of cpu, cuda, cuda:N, auto")
+			}
+		}
 		if m.Pooling != "" {
 			if _, err := ParsePooling(m.Pooling); err != nil {
 				bad(f+".pooling", fmt.Sprintf("%q", m.Pooling), "is not one of mean, cls, lasttoken")
@@ -150,7 +158,7 @@ func OpenRegistry(cfg RegistryConfig, log *slog.Logger) (*Registry, error) {
 		inf := m.Info()
 		log.Info("embedd: model loaded", "id", inf.ID, "path", inf.Path, "dim", inf.Dim,
 			"max_length", inf.MaxLength, "pooling", string(inf.Pooling), "normalize", inf.Normalize,
-			"device", inf.Device.String(), "onnxruntime", rt.Version())
+			"devices", fmt.Sprint(inf.Devices), "onnxruntime", rt.Version())
 	}
 	return r, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -218,5 +219,43 @@ func TestHuggingFaceONNXSubfolder(t *testing.T) {
 	b, _ := testModel.Embed(context.Background(), []string{"same"}, Options{})
 	if c := cosine(a.Vectors[0], b.Vectors[0]); c < 0.99999 {
 		t.Errorf("same model, other layout: cosine %g", c)
+	}
+}
+
+func TestReplicas(t *testing.T) {
+	needModel(t)
+	m, err := Load(testRT, Config{ID: "two", Path: testModelDir, Devices: []string{"cpu", "cpu"}}, SessionConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if n := len(m.Info().Devices); n != 2 || len(m.replicas) != 2 {
+		t.Fatalf("%d devices, %d replicas; want 2", n, len(m.replicas))
+	}
+	m.replicas[0].inflight.Add(1)
+	if m.pick() != m.replicas[1] {
+		t.Error("pick chose the busy replica")
+	}
+	m.replicas[0].inflight.Add(-1)
+	want, _ := testModel.Embed(context.Background(), sampleTexts, Options{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			got, err := m.Embed(context.Background(), sampleTexts, Options{})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i := range want.Vectors {
+				if c := cosine(got.Vectors[i], want.Vectors[i]); c < 0.99999 {
+					t.Errorf("text %d on replicas: cosine %g", i, c)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	bad := RegistryConfig{Models: []Config{{ID: "x", Path: "m", Device: "cpu", Devices: []string{"cuda:0", "gpu"}}}}.Validate()
+	if bad == nil || !strings.Contains(bad.Error(), "cannot be combined with device") || !strings.Contains(bad.Error(), `models[0].devices[1]: "gpu"`) {
+		t.Errorf("devices validation: %v", bad)
 	}
 }

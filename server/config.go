@@ -48,8 +48,8 @@ type ModelConfig struct {
 	MaxWait Duration `json:"max_wait,omitempty"`
 	// QueueSize bounds the texts waiting for this model; default 4096.
 	QueueSize int `json:"queue_size,omitempty"`
-	// Workers is how many batches run at once; default 1 (the CPU provider
-	// already uses every core inside one batch).
+	// Workers is how many batches run at once; default one per device
+	// (the CPU provider already uses every core inside one batch).
 	Workers int `json:"workers,omitempty"`
 }
 
@@ -147,7 +147,7 @@ func (c Config) Defaults() Config {
 		m := &c.Models[i]
 		m.MaxWait = cmp.Or(m.MaxWait, Duration(2*time.Millisecond))
 		m.QueueSize = cmp.Or(m.QueueSize, 4096)
-		m.Workers = cmp.Or(m.Workers, 1)
+		m.Workers = cmp.Or(m.Workers, max(1, len(m.Devices)))
 		m.MaxBatchTokens = cmp.Or(m.MaxBatchTokens, models.DefaultMaxBatchTokens)
 		m.MaxBatchSize = cmp.Or(m.MaxBatchSize, models.DefaultMaxBatchSize)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
@@ -148,8 +149,17 @@ func (e *embeddingService) ListModels(ctx context.Context, _ *embeddv1.ListModel
 	for _, m := range st.reg.Models() {
 		resp.Models = append(resp.Models, &embeddv1.Model{
 			Id: m.ID, Dimensions: uint32(m.Dim), MaxLength: uint32(m.MaxLength), Pooling: string(m.Pooling),
-			Normalize: m.Normalize, Device: m.Device.String(), Default: m.ID == st.reg.DefaultID(),
+			Normalize: m.Normalize, Device: joinDevices(m.Devices), Default: m.ID == st.reg.DefaultID(),
 		})
 	}
 	return resp, nil
+}
+
+// joinDevices lists a model's replica devices, comma-separated.
+func joinDevices(ds []models.Device) string {
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.String()
+	}
+	return strings.Join(names, ",")
 }

@@ -699,7 +699,8 @@ type Model struct {
 	// pooling is mean, cls or lasttoken.
 	Pooling   string `protobuf:"bytes,4,opt,name=pooling" json:"pooling,omitempty"`
 	Normalize bool   `protobuf:"varint,5,opt,name=normalize" json:"normalize,omitempty"`
-	// device is where inference runs: cpu or cuda:N.
+	// device is where inference runs: cpu or cuda:N, comma-separated when
+	// the model has a replica per device.
 	Device        string `protobuf:"bytes,6,opt,name=device" json:"device,omitempty"`
 	Default       bool   `protobuf:"varint,7,opt,name=default" json:"default,omitempty"`
 	unknownFields protoimpl.UnknownFields
