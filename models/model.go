@@ -70,11 +70,11 @@ type Options struct {
 type Info struct {
 	ID        string
 	Path      string
-	Dim       int     // width of the vectors (the hidden size)
-	MaxLength int     // tokens, [CLS] and [SEP] included
-	Pooling   Pooling // how token states become one vector
-	Normalize bool    // whether vectors are L2-normalised by default
-	Device    Device  // where inference runs (the first replica's device)
+	Dim       int      // width of the vectors (the hidden size)
+	MaxLength int      // tokens, [CLS] and [SEP] included
+	Pooling   Pooling  // how token states become one vector
+	Normalize bool     // whether vectors are L2-normalised by default
+	Device    Device   // where inference runs (the first replica's device)
 	Devices   []Device // every replica's device, in order
 }
 
@@ -92,8 +92,8 @@ type Model struct {
 	info      Info
 	tok       *tokenizer.Tokenizer
 	replicas  []*replica // one session per configured device
-	maxTokens int // token budget of one batch (rows × padded length)
-	maxRows   int // most rows in one batch
+	maxTokens int        // token budget of one batch (rows × padded length)
+	maxRows   int        // most rows in one batch
 
 	mu     sync.RWMutex // guards closed; Embed holds it shared while it runs
 	closed bool
@@ -163,7 +163,7 @@ func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
 	}
 	sc.IntraOpThreads, sc.InterOpThreads, sc.GPUMemLimit = cfg.IntraOpThreads, cfg.InterOpThreads, cfg.GPUMemLimit
 	m := &Model{
-		info: Info{ID: cfg.ID, Path: cfg.Path, MaxLength: fc.maxLen, Pooling: fc.pooling, Normalize: fc.normalize},
+		info:      Info{ID: cfg.ID, Path: cfg.Path, MaxLength: fc.maxLen, Pooling: fc.pooling, Normalize: fc.normalize},
 		tok:       tok,
 		maxTokens: cmp.Or(cfg.MaxBatchTokens, DefaultMaxBatchTokens),
 		maxRows:   cmp.Or(cfg.MaxBatchSize, DefaultMaxBatchSize),
