@@ -16,12 +16,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/embedd/embedd/models"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
-// TestServeShutsDownOnSIGTERM runs the real binary, embeds through it, then
-// sends SIGTERM while a call is in flight: the call completes, the process
-// exits 0.
 // buildEmbedd builds the embedd binary into a temporary folder.
 func buildEmbedd(t *testing.T) string {
 	t.Helper()
@@ -32,7 +30,7 @@ func buildEmbedd(t *testing.T) string {
 	return bin
 }
 
-// server is a running embedd serve process.
+// serverProc is a running embedd serve process.
 type serverProc struct {
 	cmd  *exec.Cmd
 	conn *grpc.ClientConn
@@ -41,9 +39,9 @@ type serverProc struct {
 
 // startServe runs "embedd serve" on loopback with dataDir and waits until
 // it is SERVING.
-func startServe(t *testing.T, bin, dataDir string) *serverProc {
+func startServe(t *testing.T, bin, dataDir string, args ...string) *serverProc {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	cmd := exec.Command(bin, append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), "EMBEDD_DATA_DIR="+dataDir)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -95,7 +93,34 @@ func startServe(t *testing.T, bin, dataDir string) *serverProc {
 // exits 0.
 func TestServeShutsDownOnSIGTERM(t *testing.T) {
 	needFixtures(t)
-	sp := startServe(t, buildEmbedd(t), t.TempDir())
+	checkGracefulSIGTERM(t, startServe(t, buildEmbedd(t), t.TempDir()))
+}
+
+// TestServeSIGTERMWithCUDA is the same with the model on the CUDA
+// execution provider, which replaces Go's signal handlers unless the server
+// restores them. It needs a GPU and the provider (scripts/setup.sh --gpu).
+func TestServeSIGTERMWithCUDA(t *testing.T) {
+	needFixtures(t)
+	modelDir := models.DefaultRegistryConfig().Models[0].Path
+	rt, err := models.OpenRuntime("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := rt.NewSession(filepath.Join(modelDir, "model.onnx"), models.SessionConfig{Device: models.Device{Kind: "cuda"}})
+	s.Close()
+	rt.Close()
+	if err != nil {
+		t.Skipf("no GPU here: the CUDA execution provider does not load: %v", err)
+	}
+	cfg := filepath.Join(t.TempDir(), "cuda.json")
+	os.WriteFile(cfg, []byte(`{"models": [{"id": "m", "path": "`+modelDir+`", "device": "cuda"}]}`), 0o644)
+	checkGracefulSIGTERM(t, startServe(t, buildEmbedd(t), t.TempDir(), "--config", cfg))
+}
+
+// checkGracefulSIGTERM sends SIGTERM to a serving process while a call is
+// in flight and checks that the call completes and the process exits 0.
+func checkGracefulSIGTERM(t *testing.T, sp *serverProc) {
+	t.Helper()
 	ctx := context.Background()
 	client := embeddv1.NewEmbeddingServiceClient(sp.conn)
 	long := strings.Repeat("graceful shutdown keeps queued work ", 20)
