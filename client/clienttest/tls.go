@@ -22,6 +22,19 @@ import (
 // is removed when the test ends.
 func SelfSigned(t testing.TB) (server *tls.Config, caFile string) {
 	t.Helper()
+	certFile, keyFile := SelfSignedFiles(t)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatalf("clienttest: %v", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, certFile
+}
+
+// SelfSignedFiles writes a self-signed certificate for 127.0.0.1 and its
+// private key as PEM files (removed when the test ends), for servers that
+// read them from disk. The certificate file also serves as the CA file.
+func SelfSignedFiles(t testing.TB) (certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatalf("clienttest: %v", err)
@@ -41,13 +54,17 @@ func SelfSigned(t testing.TB) (server *tls.Config, caFile string) {
 	if err != nil {
 		t.Fatalf("clienttest: %v", err)
 	}
-	caFile = filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
 		t.Fatalf("clienttest: %v", err)
 	}
-	server = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		MinVersion:   tls.VersionTLS12,
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatalf("clienttest: %v", err)
 	}
-	return server, caFile
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatalf("clienttest: %v", err)
+	}
+	return certFile, keyFile
 }
