@@ -45,38 +45,99 @@ func BenchmarkServerLoad(b *testing.B) {
 	ts := startServer(b, cfg)
 	for _, c := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("grpc/concurrency=%d", c), func(b *testing.B) {
-			var next atomic.Int64
-			lat := make([]time.Duration, b.N)
-			var wg sync.WaitGroup
-			errs := make(chan error, c)
-			start := time.Now()
-			for range c {
-				wg.Go(func() {
-					for {
-						i := int(next.Add(1)) - 1
-						if i >= b.N {
-							return
-						}
-						t0 := time.Now()
-						_, err := ts.embed.Embed(context.Background(), &embeddv1.EmbedRequest{Texts: []string{texts[i%len(texts)]}})
-						lat[i] = time.Since(t0)
-						if err != nil {
-							errs <- err
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			elapsed := time.Since(start)
-			close(errs)
-			for err := range errs {
-				b.Fatal(err)
-			}
-			slices.Sort(lat)
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "texts/s")
-			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
-			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+			unaryLoad(b, ts, texts, c)
 		})
 	}
+	b.Run("grpcstream/streams=64", func(b *testing.B) { streamLoad(b, ts, texts, 64) })
+}
+
+// unaryLoad has c clients send b.N one-text Embed calls between them and
+// reports texts/s and the p50 and p99 latency.
+func unaryLoad(b *testing.B, ts *testServer, texts []string, c int) {
+	var next atomic.Int64
+	lat := make([]time.Duration, b.N)
+	var wg sync.WaitGroup
+	errs := make(chan error, c)
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				t0 := time.Now()
+				_, err := ts.embed.Embed(context.Background(), &embeddv1.EmbedRequest{Texts: []string{texts[i%len(texts)]}})
+				lat[i] = time.Since(t0)
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "texts/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+}
+
+// streamLoad has n EmbedStream streams send b.N texts between them, one
+// text per message, each stream keeping up to 16 messages in flight, and
+// reports texts/s: the bulk path end to end.
+func streamLoad(b *testing.B, ts *testServer, texts []string, n int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	start := time.Now()
+	for range n {
+		wg.Go(func() {
+			stream, err := ts.embed.EmbedStream(context.Background())
+			if err != nil {
+				errs <- err
+				return
+			}
+			window := make(chan struct{}, 16)
+			recvDone := make(chan struct{})
+			go func() {
+				defer close(recvDone)
+				for {
+					resp, err := stream.Recv()
+					if err != nil {
+						return // io.EOF after CloseSend
+					}
+					if resp.Error != nil {
+						errs <- fmt.Errorf("chunk %d: %s", resp.Id, resp.Error.Message)
+					}
+					<-window
+				}
+			}()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					break
+				}
+				window <- struct{}{}
+				if err := stream.Send(&embeddv1.EmbedStreamRequest{Id: uint64(i), Texts: []string{texts[i%len(texts)]}}); err != nil {
+					errs <- err
+					break
+				}
+			}
+			stream.CloseSend()
+			<-recvDone
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "texts/s")
 }
