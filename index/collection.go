@@ -60,6 +60,7 @@ type Collection struct {
 	log      *slog.Logger
 	readOnly bool
 	lock     *os.File // flock'd LOCK file; nil when read-only
+	id       uint64   // Matrix.Collection for the search backend
 
 	cur atomic.Pointer[state] // the published state snapshots see; nil once closed
 
@@ -134,7 +135,7 @@ func Open(dir string, opts ...Option) (*Collection, error) {
 }
 
 func openWriter(dir string, o options) (_ *Collection, err error) {
-	c := &Collection{dir: dir, opts: o, log: o.logger}
+	c := &Collection{dir: dir, opts: o, log: o.logger, id: newCollectionID()}
 	if c.man, err = readManifest(dir); err != nil {
 		return nil, err
 	}
@@ -200,7 +201,7 @@ func openWriter(dir string, o options) (_ *Collection, err error) {
 // caller must Close it.
 func OpenReadOnly(dir string, opts ...Option) (*Collection, error) {
 	o := buildOptions(opts)
-	c := &Collection{dir: dir, opts: o, log: o.logger, readOnly: true}
+	c := &Collection{dir: dir, opts: o, log: o.logger, readOnly: true, id: newCollectionID()}
 	var err error
 	if c.man, err = readManifest(dir); err != nil {
 		return nil, err
@@ -601,6 +602,9 @@ func (c *Collection) Close() error {
 		c.ckptMu.Unlock()
 	}
 	c.cur.Store(nil)
+	if r, ok := c.opts.backend.(Releaser); ok {
+		r.Release(c.id)
+	}
 	errs = append(errs, c.gen.release())
 	if c.lock != nil {
 		errs = append(errs, c.lock.Close())

@@ -8,6 +8,7 @@ type options struct {
 	logger          *slog.Logger
 	checkpointBytes int64
 	groupBytes      int
+	backend         Backend
 }
 
 func defaultOptions() options {
@@ -15,6 +16,7 @@ func defaultOptions() options {
 		logger:          slog.Default(),
 		checkpointBytes: 64 << 20,
 		groupBytes:      8 << 20,
+		backend:         CPUBackend{},
 	}
 }
 
@@ -53,6 +55,18 @@ func WithGroupCommitBytes(n int) Option {
 	return func(o *options) {
 		if n > 0 {
 			o.groupBytes = n
+		}
+	}
+}
+
+// WithBackend sets the Backend searches run on. Default: CPUBackend{}; nil
+// keeps the default. The caller keeps ownership: it must outlive every
+// Collection (and Manager) opened with it, and the caller closes it after
+// closing them. One Backend may serve many collections at once.
+func WithBackend(b Backend) Option {
+	return func(o *options) {
+		if b != nil {
+			o.backend = b
 		}
 	}
 }

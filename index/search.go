@@ -31,7 +31,8 @@ type Result struct {
 // whose JSON metadata has, for every key, a top-level field equal to the
 // value compared as a string: a string field equal to it, or a number, true,
 // false or null written exactly as it (compacted JSON). Rows without JSON
-// metadata never match a non-empty filter.
+// metadata never match a non-empty filter. The scoring runs on the
+// collection's Backend (WithBackend; CPUBackend by default).
 func (c *Collection) Search(ctx context.Context, queries [][]float32, k int, filter map[string]string) ([][]Result, error) {
 	if c == nil {
 		return nil, ErrClosed
@@ -61,10 +62,12 @@ func (c *Collection) Search(ctx context.Context, queries [][]float32, k int, fil
 		return nil, err
 	}
 	defer s.Close()
-	return s.search(ctx, q, len(queries), k, filter)
+	return s.search(ctx, c.opts.backend, c.id, q, len(queries), k, filter)
 }
 
-func (s *Snapshot) search(ctx context.Context, q []float32, nq, k int, filter map[string]string) ([][]Result, error) {
+// search runs the queries q (nq of them, normalised) on backend b; id is
+// the collection's Matrix.Collection.
+func (s *Snapshot) search(ctx context.Context, b Backend, id uint64, q []float32, nq, k int, filter map[string]string) ([][]Result, error) {
 	skip := s.DeletedBitmap()
 	if len(filter) > 0 {
 		// Decide each row once, not once per query.
@@ -83,8 +86,13 @@ func (s *Snapshot) search(ctx context.Context, q []float32, nq, k int, filter ma
 			}
 		}
 	}
-	m := flat.Matrix{Data: s.Data()[:s.Len()*s.Dim()], Dim: s.Dim(), Norms: s.Norms()}
-	hits, err := flat.Search(ctx, m, q, k, flat.Options{Metric: flatMetric[s.Metric()], Skip: skip})
+	m := Matrix{
+		Matrix:     flat.Matrix{Data: s.Data()[:s.Len()*s.Dim()], Dim: s.Dim(), Norms: s.Norms()},
+		Collection: id,
+		Generation: s.Generation(),
+		Rows:       s.Len(),
+	}
+	hits, err := b.Search(ctx, m, q, k, flat.Options{Metric: flatMetric[s.Metric()], Skip: skip})
 	if err != nil {
 		return nil, fmt.Errorf("embedd/index: search: %w", err)
 	}

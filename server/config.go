@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/embedd/embedd/index/gpusearch"
 	"github.com/embedd/embedd/models"
 )
 
@@ -98,6 +99,11 @@ type Config struct {
 	Default string `json:"default_model,omitempty"`
 	// DataDir holds the vector collections; default "embedd-data".
 	DataDir string `json:"data_dir,omitempty"`
+	// SearchDevice picks the search backend: "cpu" (default), "cuda"
+	// (CUDA device 0), "cuda:N", or "auto" (device 0 when CUDA loads and
+	// starts there, else the CPU, logging why). An explicit cuda device
+	// that cannot start fails the server at start.
+	SearchDevice string `json:"search_device,omitempty"`
 	// Models to load; default: the test model of scripts/setup.sh.
 	Models []ModelConfig `json:"models,omitempty"`
 	// MaxTextsPerRequest bounds texts in one request; default 2048.
@@ -138,6 +144,7 @@ func (c Config) Defaults() Config {
 	c.GRPCAddr = cmp.Or(c.GRPCAddr, "127.0.0.1:50051")
 	c.HTTPAddr = cmp.Or(c.HTTPAddr, "127.0.0.1:8080")
 	c.DataDir = cmp.Or(c.DataDir, "embedd-data")
+	c.SearchDevice = cmp.Or(c.SearchDevice, "cpu")
 	if len(c.Models) == 0 {
 		for _, m := range models.DefaultRegistryConfig().Models {
 			c.Models = append(c.Models, ModelConfig{Config: m})
@@ -195,6 +202,9 @@ func (c Config) Validate() error {
 		if err := checkAddr(c.HTTPAddr); err != nil {
 			bad("http_addr", strconv.Quote(c.HTTPAddr), err.Error()+` (or "off")`)
 		}
+	}
+	if _, err := gpusearch.ParseDevice(c.SearchDevice); err != nil {
+		bad("search_device", strconv.Quote(c.SearchDevice), `is not one of "cpu", "cuda", "cuda:N" (N ≥ 0), "auto"`)
 	}
 	reg := c.Registry()
 	if err := reg.Validate(); err != nil {

@@ -39,6 +39,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/embedd/embedd/index"
+	"github.com/embedd/embedd/index/gpusearch"
 	"github.com/embedd/embedd/models"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 	"github.com/embedd/embedd/server/batch"
@@ -80,6 +81,9 @@ type state struct {
 	reg         *models.Registry
 	pipes       map[string]*pipeline // by model id
 	collections *index.Manager
+	// closeBackend closes the search backend (after the collections); nil
+	// before it is chosen.
+	closeBackend func() error
 }
 
 // Option changes how New builds a Server.
@@ -235,8 +239,16 @@ func (s *Server) load() (*state, error) {
 		}
 	}
 	st := &state{reg: reg, pipes: map[string]*pipeline{}}
-	var err error
-	if st.collections, err = index.OpenManager(s.cfg.DataDir, index.WithLogger(s.log)); err != nil {
+	dev, err := gpusearch.ParseDevice(s.cfg.SearchDevice)
+	if err != nil { // Validate has checked it
+		return nil, errors.Join(fmt.Errorf("embedd/server: search_device: %w", err), s.closeState(st))
+	}
+	backend, closeBackend, err := gpusearch.Select(dev, s.log)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("embedd/server: search_device: %w", err), s.closeState(st))
+	}
+	st.closeBackend = closeBackend
+	if st.collections, err = index.OpenManager(s.cfg.DataDir, index.WithLogger(s.log), index.WithBackend(backend)); err != nil {
 		return nil, errors.Join(fmt.Errorf("embedd/server: data_dir: %w", err), s.closeState(st))
 	}
 	for _, mc := range s.cfg.Models {
@@ -325,6 +337,9 @@ func (s *Server) closeState(st *state) error {
 		p.batcher.Close()
 	}
 	err := st.collections.Close()
+	if st.closeBackend != nil {
+		err = errors.Join(err, st.closeBackend())
+	}
 	if st.reg != s.given {
 		err = errors.Join(err, st.reg.Close())
 	}

@@ -1,0 +1,92 @@
+package gpusearch
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/embedd/embedd/gpu"
+	"github.com/embedd/embedd/index"
+)
+
+// Device is a parsed search device setting (see ParseDevice).
+type Device struct {
+	// Kind is "cpu", "cuda" or "auto".
+	Kind string
+	// Ordinal is the CUDA device for "cuda" and "auto" (0 unless "cuda:N").
+	Ordinal int
+}
+
+// String returns the setting as ParseDevice reads it.
+func (d Device) String() string {
+	if d.Kind == "cuda" {
+		return "cuda:" + strconv.Itoa(d.Ordinal)
+	}
+	return d.Kind
+}
+
+// ParseDevice reads a search device setting: "cpu" (flat.Search), "cuda"
+// (CUDA device 0), "cuda:N" (device N, N ≥ 0) or "auto" (device 0 when
+// CUDA loads and the backend starts there, else the CPU). The empty string
+// is "cpu".
+func ParseDevice(s string) (Device, error) {
+	switch s {
+	case "", "cpu":
+		return Device{Kind: "cpu"}, nil
+	case "auto":
+		return Device{Kind: "auto"}, nil
+	case "cuda":
+		return Device{Kind: "cuda"}, nil
+	}
+	if n, ok := strings.CutPrefix(s, "cuda:"); ok {
+		if i, err := strconv.Atoi(n); err == nil && i >= 0 && n == strconv.Itoa(i) {
+			return Device{Kind: "cuda", Ordinal: i}, nil
+		}
+	}
+	return Device{}, fmt.Errorf(`embedd/index/gpusearch: search device %q is not one of "cpu", "cuda", "cuda:N" (N ≥ 0), "auto"`, s)
+}
+
+// Select returns the search backend for d and a function that closes what
+// it opened (the Backend, then the CUDA library; it returns nil for the
+// CPU). The caller calls it once, after closing every collection that
+// uses the backend. "cpu" gives index.CPUBackend; "cuda" fails when CUDA
+// does not load or the device does not start, with the reason; "auto"
+// falls back to the CPU then and logs why at warn level on log (nil:
+// slog.Default()). The backend that runs is logged at info level.
+func Select(d Device, log *slog.Logger) (index.Backend, func() error, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	noop := func() error { return nil }
+	if d.Kind == "cpu" {
+		log.Info("embedd: search backend", "backend", "cpu", "search_device", d.String())
+		return index.CPUBackend{}, noop, nil
+	}
+	b, closeAll, err := open(d.Ordinal)
+	if err != nil {
+		if d.Kind == "cuda" {
+			return nil, nil, fmt.Errorf("embedd/index/gpusearch: search device %s: %w", d, err)
+		}
+		log.Warn("embedd: search on the CPU: no usable GPU", "search_device", d.String(), "reason", err)
+		log.Info("embedd: search backend", "backend", "cpu", "search_device", d.String())
+		return index.CPUBackend{}, noop, nil
+	}
+	log.Info("embedd: search backend", "backend", b.Name(), "search_device", d.String())
+	return b, closeAll, nil
+}
+
+// open loads CUDA and starts a Backend on device ordinal; the function it
+// returns closes both.
+func open(ordinal int) (*Backend, func() error, error) {
+	lib, err := gpu.Load()
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := New(lib, ordinal)
+	if err != nil {
+		return nil, nil, errors.Join(err, lib.Close())
+	}
+	return b, func() error { return errors.Join(b.Close(), lib.Close()) }, nil
+}
