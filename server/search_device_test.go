@@ -56,3 +56,16 @@ func TestSearchDeviceChoice(t *testing.T) {
 		t.Fatalf("Serve with search_device cuda:1 and no CUDA: %v, want an error naming search_device", err)
 	}
 }
+
+func TestSearchFP16NeedsAGPUDevice(t *testing.T) {
+	cfg := testConfig()
+	cfg.SearchFP16 = true
+	err := cfg.Defaults().Validate()
+	if err == nil || !strings.Contains(err.Error(), "search_fp16") {
+		t.Errorf("search_fp16 with search_device cpu: got %v, want an error naming search_fp16", err)
+	}
+	cfg.SearchDevice = "auto"
+	if err := cfg.Defaults().Validate(); err != nil {
+		t.Errorf("search_fp16 with search_device auto refused: %v", err)
+	}
+}

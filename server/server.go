@@ -243,7 +243,7 @@ func (s *Server) load() (*state, error) {
 	if err != nil { // Validate has checked it
 		return nil, errors.Join(fmt.Errorf("embedd/server: search_device: %w", err), s.closeState(st))
 	}
-	backend, closeBackend, err := gpusearch.Select(dev, s.log)
+	backend, closeBackend, err := gpusearch.Select(dev, s.log, gpusearch.WithFP16(s.cfg.SearchFP16))
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("embedd/server: search_device: %w", err), s.closeState(st))
 	}

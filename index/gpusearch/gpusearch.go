@@ -15,16 +15,19 @@ import (
 )
 
 // Backend is an index.Backend that searches on one CUDA device. Each
-// collection it has searched keeps a float32 copy of its matrix, and a
-// per-row bias vector, in device memory until the collection is released
-// (index.Releaser) or the Backend is closed. It is safe for concurrent use;
-// device work is serialised on one stream.
+// collection it has searched keeps a copy of its matrix (float32, or half
+// with WithFP16), and a per-row bias vector, in device memory until the
+// collection is released (index.Releaser) or the Backend is closed;
+// collections beyond the device budget are streamed instead (doc.go). It
+// is safe for concurrent use; device work is serialised on one compute
+// stream (and, streaming, one copy stream).
 type Backend struct {
 	name string
 	dev  *gpu.Device
 	s    *gpu.Stream
 	blas *gpu.BLAS
 	topk *gpu.TopK
+	opts options
 
 	// mu guards everything below and serialises all device work: the
 	// staging buffer, the scratch buffers and the stream are shared.
@@ -42,6 +45,17 @@ type Backend struct {
 	outS     devBuf // q·k float32
 	outI     devBuf // q·k int32
 	onesLen  int    // ones filled with 1.0 so far
+
+	// Streaming (collections beyond budget, stream.go): a copy stream,
+	// two pinned host chunks and two device chunks (rows and bias), and
+	// per slot an event for "chunk copied" and one for "chunk searched".
+	budget    int64
+	copyS     *gpu.Stream
+	copied    [2]*gpu.Event
+	computed  [2]*gpu.Event
+	pinned    [2]*gpu.PinnedBuffer
+	chunkDev  [2]devBuf
+	chunkBias [2]devBuf
 }
 
 // devMatrix is one collection's device copy.
@@ -100,14 +114,19 @@ func (d *devBuf) Close() error {
 
 // New opens device ordinal of lib and prepares it for search: a stream, a
 // cuBLAS handle, the top-k kernel (compiled with NVRTC) and a pinned staging
-// buffer. lib must outlive the result; the caller closes the result with
-// Close (before closing lib, and after closing every collection that uses
-// it). A nil lib gives an error wrapping gpu.ErrNoCUDA.
-func New(lib *gpu.Lib, ordinal int) (_ *Backend, err error) {
+// buffer, and for streaming a copy stream and its events. opts: WithFP16,
+// WithDeviceBudget. lib must outlive the result; the caller closes the
+// result with Close (before closing lib, and after closing every
+// collection that uses it). A nil lib gives an error wrapping
+// gpu.ErrNoCUDA.
+func New(lib *gpu.Lib, ordinal int, opts ...Option) (_ *Backend, err error) {
 	if lib == nil {
 		return nil, fmt.Errorf("embedd/index/gpusearch: no CUDA library: %w", gpu.ErrNoCUDA)
 	}
 	b := &Backend{name: fmt.Sprintf("cuda:%d", ordinal), cols: make(map[uint64]*devMatrix), released: make(map[uint64]struct{})}
+	for _, o := range opts {
+		o(&b.opts)
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(fmt.Errorf("embedd/index/gpusearch: device %d: %w", ordinal, err), b.Close())
@@ -128,11 +147,42 @@ func New(lib *gpu.Lib, ordinal int) (_ *Backend, err error) {
 	if b.staging, err = gpu.NewPinnedBuffer(b.dev, stagingBytes); err != nil {
 		return nil, err
 	}
+	if b.copyS, err = gpu.NewStream(b.dev); err != nil {
+		return nil, err
+	}
+	for j := range 2 {
+		if b.copied[j], err = gpu.NewEvent(b.dev); err != nil {
+			return nil, err
+		}
+		if b.computed[j], err = gpu.NewEvent(b.dev); err != nil {
+			return nil, err
+		}
+	}
+	b.budget = b.opts.budget
+	if b.budget <= 0 {
+		free, _, err := b.dev.MemGetInfo()
+		if err != nil {
+			return nil, err
+		}
+		b.budget = int64(float64(free) * defaultBudgetFraction)
+	}
 	return b, nil
 }
 
 // Name returns "cuda:N" for device ordinal N.
 func (b *Backend) Name() string { return b.name }
+
+// FP16 reports whether the device copies are stored as half (WithFP16).
+func (b *Backend) FP16() bool { return b.opts.fp16 }
+
+// elem returns the bytes of one stored element on the device: 2 for fp16
+// storage, 4 for float32.
+func (b *Backend) elem() int {
+	if b.opts.fp16 {
+		return 2
+	}
+	return 4
+}
 
 // Close frees every collection's device copy and the backend's device
 // objects, in reverse order of creation, joining errors. It is nil-safe
@@ -152,10 +202,16 @@ func (b *Backend) Close() error {
 		errs = append(errs, m.close())
 		delete(b.cols, id)
 	}
+	for j := 1; j >= 0; j-- {
+		errs = append(errs, b.chunkBias[j].Close(), b.chunkDev[j].Close(), b.pinned[j].Close())
+	}
 	for _, d := range []*devBuf{&b.outI, &b.outS, &b.scratch, &b.ones, &b.scores, &b.queries} {
 		errs = append(errs, d.Close())
 	}
-	errs = append(errs, b.staging.Close(), b.topk.Close(), b.blas.Close(), b.s.Close(), b.dev.Close())
+	for j := 1; j >= 0; j-- {
+		errs = append(errs, b.computed[j].Close(), b.copied[j].Close())
+	}
+	errs = append(errs, b.copyS.Close(), b.staging.Close(), b.topk.Close(), b.blas.Close(), b.s.Close(), b.dev.Close())
 	return errors.Join(errs...)
 }
 
@@ -211,6 +267,11 @@ func (b *Backend) Search(ctx context.Context, m index.Matrix, queries []float32,
 		// free the copy again.
 		defer b.releaseLocked(m.Collection)
 	}
+	if !fitsResident(n, dim, b.elem(), b.budget) {
+		// Beyond the budget: stream it, and free a copy made when it fit.
+		b.releaseLocked(m.Collection)
+		return b.searchStreamed(ctx, m, q, queries, k, o)
+	}
 	dm, err := b.sync(m, o)
 	if err != nil {
 		// The copy's bookkeeping may be off: start over next time.
@@ -255,16 +316,19 @@ func (b *Backend) sync(m index.Matrix, o flat.Options) (*devMatrix, error) {
 		dm.gen, dm.dim, dm.metric = m.Generation, dim, o.Metric
 	}
 	if up.To > up.From {
+		es := b.elem()
 		capRows := 0
 		if dm.data.b != nil {
-			capRows = dm.data.b.Len() / (4 * dim)
+			capRows = dm.data.b.Len() / (es * dim)
 		}
-		if c := grownCap(capRows, up.To); c > capRows {
-			if err := dm.data.ensure(b.dev, b.s, 4*dim*c, 4*dim*dm.rows); err != nil {
+		// Grow by doubling, but not past what the budget allows: a copy
+		// within the budget must not fail for its spare capacity.
+		if c := min(grownCap(capRows, up.To), max(up.To, int(b.budget/int64(es*dim+4)))); c > capRows {
+			if err := dm.data.ensure(b.dev, b.s, es*dim*c, es*dim*dm.rows); err != nil {
 				return nil, err
 			}
 		}
-		if err := b.copyIn(dm.data.ptr().Add(4*dim*up.From), m.Data[up.From*dim:up.To*dim]); err != nil {
+		if err := b.copyElems(dm.data.ptr().Add(es*dim*up.From), m.Data[up.From*dim:up.To*dim]); err != nil {
 			return nil, err
 		}
 		dm.rows = up.To
@@ -285,14 +349,7 @@ func (b *Backend) sync(m index.Matrix, o flat.Options) (*devMatrix, error) {
 			dm.hostBias = slices.Grow(dm.hostBias, hi-len(dm.hostBias))[:hi]
 		}
 		for r := lo; r < hi; r++ {
-			switch {
-			case isSkipped(o.Skip, r):
-				dm.hostBias[r] = float32(math.Inf(-1))
-			case o.Metric == flat.L2:
-				dm.hostBias[r] = -m.Norms[r] / 2
-			default:
-				dm.hostBias[r] = 0
-			}
+			dm.hostBias[r] = rowBias(o, m.Norms, r)
 		}
 		if err := b.copyIn(dm.bias.ptr().Add(4*lo), dm.hostBias[lo:hi]); err != nil {
 			return nil, err
@@ -303,6 +360,18 @@ func (b *Backend) sync(m index.Matrix, o flat.Options) (*devMatrix, error) {
 	return dm, nil
 }
 
+// rowBias is row r's entry of the bias vector: -Inf for a skipped row,
+// -|r|²/2 for a live L2 row, 0 otherwise.
+func rowBias(o flat.Options, norms []float32, r int) float32 {
+	switch {
+	case isSkipped(o.Skip, r):
+		return float32(math.Inf(-1))
+	case o.Metric == flat.L2:
+		return -norms[r] / 2
+	}
+	return 0
+}
+
 // copyIn copies src to dst through the pinned staging buffer and waits.
 func (b *Backend) copyIn(dst gpu.DevicePtr, src []float32) error {
 	buf := b.staging.Bytes()
@@ -310,6 +379,30 @@ func (b *Backend) copyIn(dst gpu.DevicePtr, src []float32) error {
 	for off := 0; off < len(all); off += len(buf) {
 		n := copy(buf, all[off:])
 		if err := b.s.CopyHtoD(dst.Add(off), buf[:n]); err != nil {
+			return err
+		}
+		if err := b.s.Synchronize(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyElems copies src to dst in the device storage format: as float32
+// (copyIn), or for fp16 storage converted to half on the host, a staging
+// buffer at a time, and waits.
+func (b *Backend) copyElems(dst gpu.DevicePtr, src []float32) error {
+	if !b.opts.fp16 {
+		return b.copyIn(dst, src)
+	}
+	buf := b.staging.Bytes()
+	h := halfView(buf)
+	for off := 0; off < len(src); off += len(h) {
+		n := min(len(h), len(src)-off)
+		if err := toHalves(h, src[off:off+n]); err != nil {
+			return err
+		}
+		if err := b.s.CopyHtoD(dst.Add(2*off), buf[:2*n]); err != nil {
 			return err
 		}
 		if err := b.s.Synchronize(); err != nil {
@@ -331,35 +424,23 @@ type candidate struct {
 func (b *Backend) searchBatch(dm *devMatrix, n int, q []float32, kk int, masked bool) ([][]candidate, error) {
 	dim := dm.dim
 	nq := len(q) / dim
-	if err := b.queries.ensure(b.dev, b.s, 4*len(q), 0); err != nil {
+	if err := b.queries.ensure(b.dev, b.s, b.elem()*len(q), 0); err != nil {
 		return nil, err
 	}
-	if err := b.copyIn(b.queries.ptr(), q); err != nil {
+	if err := b.copyElems(b.queries.ptr(), q); err != nil {
 		return nil, err
 	}
 	if err := b.scores.ensure(b.dev, b.s, 4*nq*n, 0); err != nil {
 		return nil, err
 	}
-	if err := b.blas.Sgemm(gpu.ScoresGemm(n, nq, dim), 1, dm.data.ptr(), b.queries.ptr(), 0, b.scores.ptr()); err != nil {
+	if err := b.gemmScores(n, nq, dim, dm.data.ptr(), b.queries.ptr(), b.scores.ptr()); err != nil {
 		return nil, err
 	}
 	if masked {
-		if b.onesLen < nq {
-			if err := b.ones.ensure(b.dev, b.s, 4*nq, 0); err != nil {
-				return nil, err
-			}
-			ones := make([]float32, nq)
-			for i := range ones {
-				ones[i] = 1
-			}
-			if err := b.copyIn(b.ones.ptr(), ones); err != nil {
-				return nil, err
-			}
-			b.onesLen = nq
+		if err := b.ensureOnes(nq); err != nil {
+			return nil, err
 		}
-		// S (column-major n×q) += bias (n×1) · onesᵀ (1×q).
-		g := gpu.Gemm{TransA: gpu.OpN, TransB: gpu.OpN, M: n, N: nq, K: 1, LDA: n, LDB: 1, LDC: n}
-		if err := b.blas.Sgemm(g, 1, dm.bias.ptr(), b.ones.ptr(), 1, b.scores.ptr()); err != nil {
+		if err := b.addBias(n, nq, dm.bias.ptr()); err != nil {
 			return nil, err
 		}
 	}
@@ -397,6 +478,43 @@ func (b *Backend) searchBatch(dm *devMatrix, n int, q []float32, kk int, masked 
 		out[i] = c
 	}
 	return out, nil
+}
+
+// ensureOnes makes the ones vector hold at least nq ones.
+func (b *Backend) ensureOnes(nq int) error {
+	if b.onesLen >= nq {
+		return nil
+	}
+	if err := b.ones.ensure(b.dev, b.s, 4*nq, 0); err != nil {
+		return err
+	}
+	ones := make([]float32, nq)
+	for i := range ones {
+		ones[i] = 1
+	}
+	if err := b.copyIn(b.ones.ptr(), ones); err != nil {
+		return err
+	}
+	b.onesLen = nq
+	return nil
+}
+
+// addBias queues S (column-major n×q, the scores) += bias (n×1) · onesᵀ
+// (1×q), in fp32 whatever the storage. ensureOnes(nq) must have run.
+func (b *Backend) addBias(n, nq int, bias gpu.DevicePtr) error {
+	g := gpu.Gemm{TransA: gpu.OpN, TransB: gpu.OpN, M: n, N: nq, K: 1, LDA: n, LDB: 1, LDC: n}
+	return b.blas.Sgemm(g, 1, bias, b.ones.ptr(), 1, b.scores.ptr())
+}
+
+// gemmScores queues S (nq×n, row-major fp32) = Q·Mᵀ for n stored rows at
+// m and nq queries at q, both in the storage format: SGEMM for float32,
+// GemmF16 (fp16 inputs, fp32 accumulation and output) for fp16.
+func (b *Backend) gemmScores(n, nq, dim int, m, q, s gpu.DevicePtr) error {
+	g := gpu.ScoresGemm(n, nq, dim)
+	if b.opts.fp16 {
+		return b.blas.GemmF16(g, 1, m, q, 0, s)
+	}
+	return b.blas.Sgemm(g, 1, m, q, 0, s)
 }
 
 var (

@@ -54,8 +54,9 @@ func ParseDevice(s string) (Device, error) {
 // uses the backend. "cpu" gives index.CPUBackend; "cuda" fails when CUDA
 // does not load or the device does not start, with the reason; "auto"
 // falls back to the CPU then and logs why at warn level on log (nil:
-// slog.Default()). The backend that runs is logged at info level.
-func Select(d Device, log *slog.Logger) (index.Backend, func() error, error) {
+// slog.Default()). The backend that runs is logged at info level. opts
+// configure the GPU backend (New) and are ignored for the CPU.
+func Select(d Device, log *slog.Logger, opts ...Option) (index.Backend, func() error, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -64,7 +65,7 @@ func Select(d Device, log *slog.Logger) (index.Backend, func() error, error) {
 		log.Info("embedd: search backend", "backend", "cpu", "search_device", d.String())
 		return index.CPUBackend{}, noop, nil
 	}
-	b, closeAll, err := open(d.Ordinal)
+	b, closeAll, err := open(d.Ordinal, opts)
 	if err != nil {
 		if d.Kind == "cuda" {
 			return nil, nil, fmt.Errorf("embedd/index/gpusearch: search device %s: %w", d, err)
@@ -73,18 +74,18 @@ func Select(d Device, log *slog.Logger) (index.Backend, func() error, error) {
 		log.Info("embedd: search backend", "backend", "cpu", "search_device", d.String())
 		return index.CPUBackend{}, noop, nil
 	}
-	log.Info("embedd: search backend", "backend", b.Name(), "search_device", d.String())
+	log.Info("embedd: search backend", "backend", b.Name(), "search_device", d.String(), "fp16", b.FP16())
 	return b, closeAll, nil
 }
 
 // open loads CUDA and starts a Backend on device ordinal; the function it
 // returns closes both.
-func open(ordinal int) (*Backend, func() error, error) {
+func open(ordinal int, opts []Option) (*Backend, func() error, error) {
 	lib, err := gpu.Load()
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := New(lib, ordinal)
+	b, err := New(lib, ordinal, opts...)
 	if err != nil {
 		return nil, nil, errors.Join(err, lib.Close())
 	}
