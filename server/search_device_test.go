@@ -38,6 +38,9 @@ func TestSearchDeviceChoice(t *testing.T) {
 	if err != nil || sr.Results[0].Hits[0].Id != "a" {
 		t.Fatalf("search with auto on a CPU machine: %v %v", sr, err)
 	}
+	if code, body := get(t, ts.httpBase+"/readyz", ""); code != 200 || !strings.Contains(body, "search: cpu") {
+		t.Errorf("/readyz = %d %q, want it to name the search backend", code, body)
+	}
 	ts.stop()
 	if !strings.Contains(logs.String(), "search on the CPU: no usable GPU") || !strings.Contains(logs.String(), "backend=cpu") {
 		t.Errorf("the log does not say which search backend runs and why: %s", logs.String())

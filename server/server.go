@@ -81,6 +81,8 @@ type state struct {
 	reg         *models.Registry
 	pipes       map[string]*pipeline // by model id
 	collections *index.Manager
+	// search names the search backend that runs ("cpu", "cuda:0").
+	search string
 	// closeBackend closes the search backend (after the collections); nil
 	// before it is chosen.
 	closeBackend func() error
@@ -247,7 +249,7 @@ func (s *Server) load() (*state, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("embedd/server: search_device: %w", err), s.closeState(st))
 	}
-	st.closeBackend = closeBackend
+	st.closeBackend, st.search = closeBackend, backend.Name()
 	if st.collections, err = index.OpenManager(s.cfg.DataDir, index.WithLogger(s.log), index.WithBackend(backend)); err != nil {
 		return nil, errors.Join(fmt.Errorf("embedd/server: data_dir: %w", err), s.closeState(st))
 	}

@@ -38,6 +38,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 	grpcAddr := fs.String("grpc-addr", "", "gRPC listen `address` (overrides config and EMBEDD_GRPC_ADDR)")
 	httpAddr := fs.String("http-addr", "", `HTTP listen address, or "off" (overrides config and EMBEDD_HTTP_ADDR)`)
 	ortLib := fs.String("ort-lib", "", "ONNX Runtime library `path`")
+	searchDevice := fs.String("search-device", "", "search backend: cpu, cuda, cuda:N or auto (overrides config)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: embedd serve [flags]\n\nServes the gRPC embedding API and the OpenAI-compatible HTTP endpoint\nuntil SIGINT or SIGTERM, then drains and exits 0.\n\nflags:")
 		fs.PrintDefaults()
@@ -58,6 +59,9 @@ func serveCmd(args []string, stderr io.Writer) int {
 	}
 	if *ortLib != "" {
 		cfg.ORTLib = *ortLib
+	}
+	if *searchDevice != "" {
+		cfg.SearchDevice = *searchDevice
 	}
 	level := new(slog.LevelVar)
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
