@@ -93,9 +93,7 @@ func TestFakeLoadDevices(t *testing.T) {
 	if err := l.rt.check(l.rt.memGetInfo(&free, &total), "cudaMemGetInfo"); err == nil || !strings.Contains(err.Error(), "cudaErrorInvalidDevice") {
 		t.Errorf("cudaMemGetInfo off the device thread: %v", err)
 	}
-	d, err := l.Open(0)
-	must(t, err)
-	closeLater(t, d)
+	d := keep(l.Open(0))(t)
 	if _, total, err := d.MemGetInfo(); err != nil || total != 80<<30 {
 		t.Errorf("MemGetInfo = %d, %v", total, err)
 	}
@@ -108,9 +106,7 @@ func TestFakeLoadDevices(t *testing.T) {
 
 func TestFakeNoLeak(t *testing.T) {
 	l, f := withFake(t)
-	d, err := l.Open(0)
-	must(t, err)
-	closeLater(t, d)
+	d := keep(l.Open(0))(t)
 	before, _, err := d.MemGetInfo()
 	must(t, err)
 	for range 100 {
@@ -146,30 +142,14 @@ func TestFakeNoLeak(t *testing.T) {
 
 func TestFakeCopiesEvents(t *testing.T) {
 	l, _ := withFake(t)
-	d, err := l.Open(0)
-	must(t, err)
-	closeLater(t, d)
-	s, err := NewStream(d)
-	must(t, err)
-	closeLater(t, s)
-	src, err := NewPinnedBuffer(d, 1000)
-	must(t, err)
-	closeLater(t, src)
-	dst, err := NewPinnedBuffer(d, 1000)
-	must(t, err)
-	closeLater(t, dst)
-	a, err := NewDeviceBuffer(d, 1000)
-	must(t, err)
-	closeLater(t, a)
-	b, err := NewDeviceBuffer(d, 1000)
-	must(t, err)
-	closeLater(t, b)
-	e0, err := NewEvent(d)
-	must(t, err)
-	closeLater(t, e0)
-	e1, err := NewEvent(d)
-	must(t, err)
-	closeLater(t, e1)
+	d := keep(l.Open(0))(t)
+	s := keep(NewStream(d))(t)
+	src := keep(NewPinnedBuffer(d, 1000))(t)
+	dst := keep(NewPinnedBuffer(d, 1000))(t)
+	a := keep(NewDeviceBuffer(d, 1000))(t)
+	b := keep(NewDeviceBuffer(d, 1000))(t)
+	e0 := keep(NewEvent(d))(t)
+	e1 := keep(NewEvent(d))(t)
 	for i := range src.Bytes() {
 		src.Bytes()[i] = byte(i)
 	}
@@ -200,20 +180,12 @@ func TestFakeCopiesEvents(t *testing.T) {
 // column-major GEMM on the CPU from the arguments it receives.
 func TestFakeGemm(t *testing.T) {
 	l, _ := withFake(t)
-	d, err := l.Open(0)
-	must(t, err)
-	closeLater(t, d)
-	s, err := NewStream(d)
-	must(t, err)
-	closeLater(t, s)
-	h, err := NewBLAS(s)
-	must(t, err)
-	closeLater(t, h)
+	d := keep(l.Open(0))(t)
+	s := keep(NewStream(d))(t)
+	h := keep(NewBLAS(s))(t)
 	const n, q, dim = 37, 5, 24
 	rng := rand.New(rand.NewPCG(9, 10))
-	host, err := NewPinnedBuffer(d, 4*(n*dim+q*dim+q*n))
-	must(t, err)
-	closeLater(t, host)
+	host := keep(NewPinnedBuffer(d, 4*(n*dim+q*dim+q*n)))(t)
 	hf := host.Float32s()
 	m, qs, got := hf[:n*dim], hf[n*dim:n*dim+q*dim], hf[n*dim+q*dim:]
 	for i := range m {
@@ -263,15 +235,9 @@ func TestFakeGemm(t *testing.T) {
 // launches it receives carry topkLaunches' grid, block, shared memory and arguments.
 func TestFakeTopK(t *testing.T) {
 	l, f := withFake(t)
-	d, err := l.Open(0)
-	must(t, err)
-	closeLater(t, d)
-	s, err := NewStream(d)
-	must(t, err)
-	closeLater(t, s)
-	tk, err := NewTopK(d)
-	must(t, err)
-	closeLater(t, tk)
+	d := keep(l.Open(0))(t)
+	s := keep(NewStream(d))(t)
+	tk := keep(NewTopK(d))(t)
 	const q, n, k = 3, 100_000, 2048
 	scores, outV, outI, scratch := DevicePtr(0x1000), DevicePtr(0x2000_0000), DevicePtr(0x3000_0000), DevicePtr(0x4000_0000)
 	f.launchReset()

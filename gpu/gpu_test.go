@@ -53,6 +53,17 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// keep fails t when err is set and otherwise closes v when t ends:
+// d := keep(l.Open(0))(t).
+func keep[T interface{ Close() error }](v T, err error) func(*testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		must(t, err)
+		closeLater(t, v)
+		return v
+	}
+}
+
 // closeLater closes c when the test ends, reporting its error.
 func closeLater(t *testing.T, c interface{ Close() error }) {
 	t.Cleanup(func() {
@@ -113,27 +124,13 @@ func TestGPUAllocFreeNoLeak(t *testing.T) {
 func TestGPUCopiesRoundTrip(t *testing.T) {
 	_, d := needGPU(t)
 	const size = 8 << 20
-	s, err := NewStream(d)
-	must(t, err)
-	closeLater(t, s)
-	src, err := NewPinnedBuffer(d, size)
-	must(t, err)
-	closeLater(t, src)
-	dst, err := NewPinnedBuffer(d, size)
-	must(t, err)
-	closeLater(t, dst)
-	a, err := NewDeviceBuffer(d, size)
-	must(t, err)
-	closeLater(t, a)
-	b, err := NewDeviceBuffer(d, size)
-	must(t, err)
-	closeLater(t, b)
-	e0, err := NewEvent(d)
-	must(t, err)
-	closeLater(t, e0)
-	e1, err := NewEvent(d)
-	must(t, err)
-	closeLater(t, e1)
+	s := keep(NewStream(d))(t)
+	src := keep(NewPinnedBuffer(d, size))(t)
+	dst := keep(NewPinnedBuffer(d, size))(t)
+	a := keep(NewDeviceBuffer(d, size))(t)
+	b := keep(NewDeviceBuffer(d, size))(t)
+	e0 := keep(NewEvent(d))(t)
+	e1 := keep(NewEvent(d))(t)
 
 	for i := range src.Bytes() {
 		src.Bytes()[i] = byte(i*7 + 3)
@@ -160,9 +157,7 @@ func TestGPUCopiesRoundTrip(t *testing.T) {
 	for i := range mm {
 		mm[i] = byte(i*5 + 1)
 	}
-	r, err := HostRegister(d, mm, true)
-	must(t, err)
-	closeLater(t, r)
+	keep(HostRegister(d, mm, true))(t)
 	must(t, s.Memset(a.Ptr(), 0, size))
 	must(t, s.CopyHtoD(a.Ptr(), mm))
 	must(t, s.CopyDtoH(dst.Bytes(), a.Ptr()))
@@ -202,18 +197,10 @@ func TestGPUGemm(t *testing.T) {
 	want := make([]float32, q*n)
 	refGemm(ScoresGemm(n, q, dim), 1, m, qs, 0, want)
 
-	s, err := NewStream(d)
-	must(t, err)
-	closeLater(t, s)
-	h, err := NewBLAS(s)
-	must(t, err)
-	closeLater(t, h)
-	host, err := NewPinnedBuffer(d, 4*(n*dim+q*dim+q*n))
-	must(t, err)
-	closeLater(t, host)
-	dev, err := NewDeviceBuffer(d, 4*(n*dim+q*dim+q*n))
-	must(t, err)
-	closeLater(t, dev)
+	s := keep(NewStream(d))(t)
+	h := keep(NewBLAS(s))(t)
+	host := keep(NewPinnedBuffer(d, 4*(n*dim+q*dim+q*n)))(t)
+	dev := keep(NewDeviceBuffer(d, 4*(n*dim+q*dim+q*n)))(t)
 	hf := host.Float32s()
 	copy(hf, m)
 	copy(hf[n*dim:], qs)
@@ -253,12 +240,8 @@ func TestGPUGemm(t *testing.T) {
 // TestGPUTopK checks the kernel against sorting, on data with ties, k = 1, 10, 2048.
 func TestGPUTopK(t *testing.T) {
 	_, d := needGPU(t)
-	tk, err := NewTopK(d)
-	must(t, err)
-	closeLater(t, tk)
-	s, err := NewStream(d)
-	must(t, err)
-	closeLater(t, s)
+	tk := keep(NewTopK(d))(t)
+	s := keep(NewStream(d))(t)
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, c := range []struct{ q, n, k, levels int }{
 		{3, 100_003, 1, 0}, {4, 100_003, 10, 50}, {2, 100_003, 2048, 0}, {2, 9999, 2048, 3}, {1, 50, 100, 0},
@@ -274,12 +257,8 @@ func TestGPUTopK(t *testing.T) {
 		scr := TopKScratchBytes(c.q, c.n, c.k)
 		in := 4 * c.q * c.n
 		outB := 4 * c.q * c.k
-		host, err := NewPinnedBuffer(d, in+2*outB)
-		must(t, err)
-		closeLater(t, host)
-		dev, err := NewDeviceBuffer(d, in+2*outB+scr)
-		must(t, err)
-		closeLater(t, dev)
+		host := keep(NewPinnedBuffer(d, in+2*outB))(t)
+		dev := keep(NewDeviceBuffer(d, in+2*outB+scr))(t)
 		copy(host.Float32s(), scores)
 		must(t, s.CopyHtoD(dev.Ptr(), host.Bytes()[:in]))
 		must(t, tk.Run(s, dev.Ptr(), c.q, c.n, c.k, dev.Ptr().Add(in), dev.Ptr().Add(in+outB), dev.Ptr().Add(in+2*outB)))
