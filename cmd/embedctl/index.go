@@ -11,6 +11,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/embedd/embedd/client"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -280,29 +281,41 @@ func parseRecord(line []byte) (*embeddv1.Record, error) {
 
 func deleteCmd(e *env, args []string) int {
 	const cmd = "delete"
-	fs := e.newFlagSet(cmd, "delete COLLECTION ID...\n\nRemoves records by id and prints {\"deleted\": n}, the number that existed.")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(pos) < 2 {
-		return e.usageErr(cmd, "want COLLECTION and at least one ID")
-	}
-	c, code := e.connect(cmd)
-	if c == nil {
-		return code
-	}
-	defer c.Close()
-	n, err := c.Delete(e.ctx, pos[0], pos[1:])
-	if err != nil {
-		return e.fail(cmd, err)
-	}
-	return e.printJSON(cmd, map[string]uint64{"deleted": n})
+	return e.withCollectionIDs(cmd, "delete COLLECTION ID...\n\nRemoves records by id and prints {\"deleted\": n}, the number that existed.", args,
+		func(c *client.Client, collection string, ids []string) int {
+			n, err := c.Delete(e.ctx, collection, ids)
+			if err != nil {
+				return e.fail(cmd, err)
+			}
+			return e.printJSON(cmd, map[string]uint64{"deleted": n})
+		})
 }
 
 func getCmd(e *env, args []string) int {
 	const cmd = "get"
-	fs := e.newFlagSet(cmd, "get COLLECTION ID...\n\nPrints the records as JSON lines, in the order asked; ids not found are listed on\nstderr and make the exit status 1.")
+	return e.withCollectionIDs(cmd, "get COLLECTION ID...\n\nPrints the records as JSON lines, in the order asked; ids not found are listed on\nstderr and make the exit status 1.", args,
+		func(c *client.Client, collection string, ids []string) int {
+			resp, err := c.Get(e.ctx, collection, ids)
+			if err != nil {
+				return e.fail(cmd, err)
+			}
+			for _, r := range resp.GetRecords() {
+				if code := e.printJSON(cmd, recordJSON{ID: r.GetId(), Vector: r.GetVector(), Text: r.GetText(), Metadata: rawJSON(r.GetMetadata())}); code != 0 {
+					return code
+				}
+			}
+			if m := resp.GetMissing(); len(m) > 0 {
+				fmt.Fprintf(e.stderr, "embedctl get: not found in %s: %s\n", collection, strings.Join(m, ", "))
+				return 1
+			}
+			return 0
+		})
+}
+
+// withCollectionIDs parses "COLLECTION ID..." (at least one id), connects,
+// and runs fn; it returns fn's exit status, or the usage or connection one.
+func (e *env) withCollectionIDs(cmd, usage string, args []string, fn func(c *client.Client, collection string, ids []string) int) int {
+	fs := e.newFlagSet(cmd, usage)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return parseExit(err)
@@ -315,20 +328,7 @@ func getCmd(e *env, args []string) int {
 		return code
 	}
 	defer c.Close()
-	resp, err := c.Get(e.ctx, pos[0], pos[1:])
-	if err != nil {
-		return e.fail(cmd, err)
-	}
-	for _, r := range resp.GetRecords() {
-		if code := e.printJSON(cmd, recordJSON{ID: r.GetId(), Vector: r.GetVector(), Text: r.GetText(), Metadata: rawJSON(r.GetMetadata())}); code != 0 {
-			return code
-		}
-	}
-	if m := resp.GetMissing(); len(m) > 0 {
-		fmt.Fprintf(e.stderr, "embedctl get: not found in %s: %s\n", pos[0], strings.Join(m, ", "))
-		return 1
-	}
-	return 0
+	return fn(c, pos[0], pos[1:])
 }
 
 // rawJSON returns metadata as JSON: itself when valid, else a JSON string,
