@@ -138,6 +138,14 @@ type Config struct {
 	StreamInFlight int `json:"stream_in_flight,omitempty"`
 	// ShutdownGrace is how long shutdown waits for queued work; default 30s.
 	ShutdownGrace Duration `json:"shutdown_grace,omitempty"`
+	// MaxConnectionAge closes a client's gRPC connection (with a GOAWAY,
+	// ±10% jitter) once it is this old, so that long-lived clients
+	// re-resolve and spread onto new replicas; default 0: never.
+	MaxConnectionAge Duration `json:"max_connection_age,omitempty"`
+	// MaxConnectionAgeGrace is how long calls on such a connection may
+	// still run before it is closed hard; default 0: until they end. Needs
+	// max_connection_age.
+	MaxConnectionAgeGrace Duration `json:"max_connection_age_grace,omitempty"`
 	// Pprof serves /debug/pprof/ on the HTTP address.
 	Pprof bool `json:"pprof,omitempty"`
 	// LogLevel is debug, info, warn or error; default info.
@@ -261,6 +269,14 @@ func (c Config) Validate() error {
 	rangeInt("stream_in_flight", c.StreamInFlight, 1, 1024)
 	if d := time.Duration(c.ShutdownGrace); d <= 0 || d > time.Hour {
 		bad("shutdown_grace", strconv.Quote(d.String()), "is not in (0s, 1h]")
+	}
+	if d := time.Duration(c.MaxConnectionAge); d < 0 || d > 720*time.Hour {
+		bad("max_connection_age", strconv.Quote(d.String()), "is not in [0s (never), 720h]")
+	}
+	if d := time.Duration(c.MaxConnectionAgeGrace); d < 0 || d > time.Hour {
+		bad("max_connection_age_grace", strconv.Quote(d.String()), "is not in [0s, 1h]")
+	} else if d > 0 && c.MaxConnectionAge == 0 {
+		bad("max_connection_age_grace", strconv.Quote(d.String()), "is set but max_connection_age is 0 (connections are never aged)")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("log_level", strconv.Quote(c.LogLevel), "is not one of debug, info, warn, error")

@@ -125,7 +125,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		grpc.MaxSendMsgSize(cfg.MaxMessageBytes),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second,
+			MaxConnectionAge: time.Duration(cfg.MaxConnectionAge), MaxConnectionAgeGrace: time.Duration(cfg.MaxConnectionAgeGrace)}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.ChainUnaryInterceptor(s.observeUnary, recoverUnary(s.log), s.authUnary, s.rateUnary),
 		grpc.ChainStreamInterceptor(s.observeStream, recoverStream(s.log), s.authStream, s.rateStream),
