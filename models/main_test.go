@@ -85,3 +85,38 @@ func copyModelDir(t *testing.T) string {
 	}
 	return dst
 }
+
+// embedded is what embed returns.
+type embedded struct {
+	Vectors [][]float32
+	Tokens  int
+}
+
+// embed runs texts through m as one batch, the way the core's pipeline
+// runs a batch: Tokenize, Forward, Finish. Batching itself is the core's
+// and is tested there.
+func embed(m *Model, texts []string, o Options) (embedded, error) {
+	if err := m.CheckOptions(o); err != nil {
+		return embedded{}, err
+	}
+	var res embedded
+	seqs := make([][]int32, len(texts))
+	for i, t := range texts {
+		ids, err := m.Tokenize(nil, i, t, o.Truncate)
+		if err != nil {
+			return embedded{}, err
+		}
+		seqs[i], res.Tokens = ids, res.Tokens+len(ids)
+	}
+	res.Vectors = make([][]float32, len(texts))
+	for i := range res.Vectors {
+		res.Vectors[i] = make([]float32, m.Info().Dim)
+	}
+	if err := m.Forward(seqs, res.Vectors); err != nil {
+		return embedded{}, err
+	}
+	for i, v := range res.Vectors {
+		res.Vectors[i] = m.Finish(v, o)
+	}
+	return res, nil
+}

@@ -1,18 +1,17 @@
 package models
 
 import (
-	"cmp"
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
+	"github.com/embedd/embedd/device"
 	"github.com/embedd/embedd/models/tokenizer"
+	"github.com/embedd/embedd/vec"
 )
 
 // Errors a caller can match with errors.Is to tell bad input from failure.
@@ -66,36 +65,48 @@ type Options struct {
 	Dimensions int
 }
 
+// Kinds of model, as Info.Kind names them.
+const (
+	KindONNX = "onnx" // a transformer run by ONNX Runtime, then pooled
+)
+
 // Info describes a loaded model.
 type Info struct {
 	ID        string
 	Path      string
-	Dim       int      // width of the vectors (the hidden size)
-	MaxLength int      // tokens, [CLS] and [SEP] included
-	Pooling   Pooling  // how token states become one vector
-	Normalize bool     // whether vectors are L2-normalised by default
-	Device    Device   // where inference runs (the first replica's device)
-	Devices   []Device // every replica's device, in order
+	Kind      string          // KindONNX, or another engine's kind
+	Dim       int             // width of the vectors (the hidden size)
+	MaxLength int             // tokens, [CLS] and [SEP] included
+	Pooling   Pooling         // how token states become one vector
+	Normalize bool            // whether vectors are L2-normalised by default
+	Device    device.Device   // where inference runs (the first replica's device)
+	Devices   []device.Device // every replica's device, in order
 }
 
-// Embeddings is the answer to one Embed call.
-type Embeddings struct {
-	// Vectors are in the caller's order, each of the requested dimension.
-	Vectors [][]float32
-	// Tokens counts the tokens fed to the model, special tokens included.
-	Tokens int
+// engine computes one batch's pooled, not yet normalised vectors: the ONNX
+// sessions of a model's replicas, or another kind of model. Model checks
+// the arguments and serialises engine use against Close.
+type engine interface {
+	// forward writes the vector of seqs[i] (1 to MaxLength ids each) into
+	// dst[i] (Dim wide). Safe for concurrent use.
+	forward(seqs [][]int32, dst [][]float32) error
+	// close releases the engine; nothing runs on it any more.
+	close() error
 }
 
-// Model turns texts into vectors: tokenizer, ONNX session and pooling of one
-// model folder. It is safe for concurrent use.
+// Model turns token sequences into vectors: the tokenizer, the engine and
+// the pooling of one model folder. It does not batch: the caller packs
+// batches (package core's batcher) and calls Forward. It is safe for
+// concurrent use.
 type Model struct {
-	info      Info
-	tok       *tokenizer.Tokenizer
-	replicas  []*replica // one session per configured device
-	maxTokens int        // token budget of one batch (rows × padded length)
-	maxRows   int        // most rows in one batch
+	info Info
+	tok  *tokenizer.Tokenizer
+	eng  engine
+	onnx *onnxEngine // eng when it is ONNX, for Session; else nil
 
-	mu     sync.RWMutex // guards closed; Embed holds it shared while it runs
+	// mu guards closed against eng: Forward holds it shared while it runs
+	// the engine, Close holds it exclusively to wait for them and release.
+	mu     sync.RWMutex
 	closed bool
 }
 
@@ -109,7 +120,7 @@ type Config struct {
 	// Path is the model folder (model.onnx, tokenizer.json and optional
 	// sentence-transformers files).
 	Path string `json:"path"`
-	// Device is cpu (default), cuda, cuda:N or auto.
+	// Device is cpu (default), cuda, cuda:N or auto (device.Parse).
 	Device string `json:"device,omitempty"`
 	// Devices, instead of Device, runs one replica of the model per entry
 	// (say ["cuda:0", "cuda:1"]); each batch goes to the least busy one.
@@ -121,10 +132,6 @@ type Config struct {
 	// GPUMemLimit caps the CUDA provider's memory arena, in bytes; 0 leaves
 	// it unlimited.
 	GPUMemLimit int64 `json:"gpu_mem_limit,omitempty"`
-	// MaxBatchTokens bounds one batch's rows × padded length; default 8192.
-	MaxBatchTokens int `json:"max_batch_tokens,omitempty"`
-	// MaxBatchSize bounds one batch's rows; default 64.
-	MaxBatchSize int `json:"max_batch_size,omitempty"`
 	// MaxLength overrides the folder's maximum sequence length (tokens).
 	MaxLength int `json:"max_length,omitempty"`
 	// Pooling overrides the folder's pooling mode (mean, cls, lasttoken).
@@ -132,12 +139,6 @@ type Config struct {
 	// Normalize overrides whether vectors are L2-normalised by default.
 	Normalize *bool `json:"normalize,omitempty"`
 }
-
-// Defaults for Config's zero fields.
-const (
-	DefaultMaxBatchTokens = 8192
-	DefaultMaxBatchSize   = 64
-)
 
 // Load opens the model folder cfg.Path on rt. The caller owns the Model and
 // must Close it before closing rt.
@@ -163,31 +164,29 @@ func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
 	}
 	sc.IntraOpThreads, sc.InterOpThreads, sc.GPUMemLimit = cfg.IntraOpThreads, cfg.InterOpThreads, cfg.GPUMemLimit
 	m := &Model{
-		info:      Info{ID: cfg.ID, Path: cfg.Path, MaxLength: fc.maxLen, Pooling: fc.pooling, Normalize: fc.normalize},
-		tok:       tok,
-		maxTokens: cmp.Or(cfg.MaxBatchTokens, DefaultMaxBatchTokens),
-		maxRows:   cmp.Or(cfg.MaxBatchSize, DefaultMaxBatchSize),
+		info: Info{ID: cfg.ID, Path: cfg.Path, Kind: KindONNX, MaxLength: fc.maxLen, Pooling: fc.pooling, Normalize: fc.normalize},
+		tok:  tok,
 	}
+	oe := &onnxEngine{pooling: fc.pooling}
 	devices := cfg.Devices
 	if len(devices) == 0 {
 		devices = []string{cfg.Device}
 	}
 	for _, d := range devices {
-		if sc.Device, err = ParseDevice(d); err == nil {
+		if sc.Device, err = device.Parse(d); err == nil {
 			var sess *Session
 			if sess, err = rt.NewSession(onnxFile(cfg.Path), sc); err == nil {
-				m.replicas = append(m.replicas, &replica{sess: sess})
+				oe.replicas = append(oe.replicas, &replica{sess: sess})
 				m.info.Devices = append(m.info.Devices, sess.Device())
 				continue
 			}
 		}
-		return nil, errors.Join(err, m.closeReplicas())
+		return nil, errors.Join(err, oe.close())
 	}
-	first := m.replicas[0].sess
+	first := oe.replicas[0].sess
+	oe.dim = first.Hidden()
 	m.info.Dim, m.info.Device = first.Hidden(), first.Device()
-	if m.maxTokens < m.info.MaxLength {
-		m.maxTokens = m.info.MaxLength // one longest text must always fit
-	}
+	m.eng, m.onnx = oe, oe
 	return m, nil
 }
 
@@ -209,25 +208,13 @@ func (m *Model) Info() Info { return m.info }
 // Tokenizer is the model's tokenizer.
 func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
 
-// Session is the first replica's ONNX session, for callers that batch
-// themselves.
-func (m *Model) Session() *Session { return m.replicas[0].sess }
-
-// replica is one session of the model and the batches running on it.
-type replica struct {
-	sess     *Session
-	inflight atomic.Int32
-}
-
-// pick returns the replica with the fewest batches running.
-func (m *Model) pick() *replica {
-	best := m.replicas[0]
-	for _, r := range m.replicas[1:] {
-		if r.inflight.Load() < best.inflight.Load() {
-			best = r
-		}
+// Session is the first replica's ONNX session, for benchmarks that run the
+// session alone; nil for a model that is not ONNX.
+func (m *Model) Session() *Session {
+	if m.onnx == nil {
+		return nil
 	}
-	return best
+	return m.onnx.replicas[0].sess
 }
 
 // Tokenize appends to dst the ids of text (index i of its request) cut to
@@ -240,88 +227,10 @@ func (m *Model) Tokenize(dst []int32, i int, text string, t Truncation) ([]int32
 	start := len(dst)
 	ids, n := m.tok.Encode(dst, text, m.info.MaxLength)
 	if n > m.info.MaxLength && t == Reject {
-		return ids[:start], &InputError{Index: i, Reason: fmt.Sprintf("has %d tokens, over model %s's limit of %d (send truncate to cut it)", n, m.info.ID, m.info.MaxLength)}
+		return ids[:start], &InputError{Index: i, Reason: fmt.Sprintf("has %d tokens, over model %s's limit of %d (allow truncation to cut it)", n, m.info.ID, m.info.MaxLength)}
 	}
 	return ids, nil
 }
-
-// Embed returns one vector per text, in order.
-func (m *Model) Embed(ctx context.Context, texts []string, o Options) (Embeddings, error) {
-	if len(texts) == 0 {
-		return Embeddings{}, fmt.Errorf("embedd/models: no texts to embed: %w", ErrInvalidInput)
-	}
-	var arena []int32
-	ends := make([]int, len(texts))
-	for i, t := range texts {
-		var err error
-		if arena, err = m.Tokenize(arena, i, t, o.Truncate); err != nil {
-			return Embeddings{}, err
-		}
-		ends[i] = len(arena)
-	}
-	seqs := make([][]int32, len(texts))
-	start := 0
-	for i, end := range ends {
-		seqs[i] = arena[start:end:end]
-		start = end
-	}
-	vecs, err := m.EmbedTokens(ctx, seqs, o)
-	return Embeddings{Vectors: vecs, Tokens: len(arena)}, err
-}
-
-// EmbedTokens embeds already tokenized sequences (each at most MaxLength
-// ids, [CLS] and [SEP] included): it sorts them by length, packs them into
-// batches under the token budget, and returns the vectors in the caller's
-// order.
-func (m *Model) EmbedTokens(ctx context.Context, seqs [][]int32, o Options) ([][]float32, error) {
-	if err := m.CheckOptions(o); err != nil {
-		return nil, err
-	}
-	order := make([]int, len(seqs))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(len(seqs[a]), len(seqs[b])) })
-	h := m.info.Dim
-	flat := make([]float32, len(seqs)*h)
-	vecs := make([][]float32, len(seqs))
-	for i := range vecs {
-		vecs[i] = flat[i*h : (i+1)*h : (i+1)*h]
-	}
-	rowSeqs := make([][]int32, 0, m.maxRows)
-	rowVecs := make([][]float32, 0, m.maxRows)
-	for lo := 0; lo < len(order); {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("embedd/models: embedding stopped after %d of %d texts: %w", lo, len(seqs), err)
-		}
-		hi := m.packBatch(order, seqs, lo)
-		rowSeqs, rowVecs = rowSeqs[:0], rowVecs[:0]
-		for _, idx := range order[lo:hi] {
-			rowSeqs = append(rowSeqs, seqs[idx])
-			rowVecs = append(rowVecs, vecs[idx])
-		}
-		if err := m.Forward(rowSeqs, rowVecs); err != nil {
-			var ie *InputError
-			if errors.As(err, &ie) {
-				ie.Index = order[lo+ie.Index]
-			}
-			return nil, err
-		}
-		lo = hi
-	}
-	for i, v := range vecs {
-		vecs[i] = m.Finish(v, o)
-	}
-	return vecs, nil
-}
-
-// scratch is one Forward call's reusable buffers.
-type scratch struct {
-	batch  Batch
-	states []float32
-}
-
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // Forward runs one batch, as packed by the caller, and writes each
 // sequence's pooled, not yet normalised vector (Dim wide) into dst[i].
@@ -344,22 +253,7 @@ func (m *Model) Forward(seqs [][]int32, dst [][]float32) error {
 	if m.closed {
 		return ErrClosed
 	}
-	sc := scratchPool.Get().(*scratch)
-	defer scratchPool.Put(sc)
-	fillBatch(&sc.batch, seqs)
-	var err error
-	r := m.pick()
-	r.inflight.Add(1)
-	sc.states, err = r.sess.Run(&sc.batch, sc.states)
-	r.inflight.Add(-1)
-	if err != nil {
-		return err
-	}
-	h, rowLen := m.info.Dim, sc.batch.SeqLen*m.info.Dim
-	for r, s := range seqs {
-		pool(dst[r][:h], sc.states[r*rowLen:(r+1)*rowLen], len(s), m.info.Pooling)
-	}
-	return nil
+	return m.eng.forward(seqs, dst)
 }
 
 // CheckOptions reports whether o suits this model (dimensions in range).
@@ -378,19 +272,70 @@ func (m *Model) Finish(v []float32, o Options) []float32 {
 		v = v[:o.Dimensions:o.Dimensions]
 	}
 	if o.Normalize == NormalizeOn || (o.Normalize == NormalizeDefault && m.info.Normalize) {
-		normalize(v)
+		vec.Normalize(v) // a zero vector stays zero
 	}
 	return v
 }
 
-// packBatch returns hi such that order[lo:hi] (ascending lengths) is the
-// largest batch within the token budget and row cap; at least one row.
-func (m *Model) packBatch(order []int, seqs [][]int32, lo int) int {
-	hi := lo + 1
-	for hi < len(order) && hi-lo < m.maxRows && (hi-lo+1)*len(seqs[order[hi]]) <= m.maxTokens {
-		hi++
+// onnxEngine runs batches on the ONNX sessions of a model's replicas, each
+// batch on the least busy one, and pools the token states.
+type onnxEngine struct {
+	replicas []*replica // one session per configured device
+	pooling  Pooling
+	dim      int
+}
+
+// replica is one session of the model and the batches running on it.
+type replica struct {
+	sess     *Session
+	inflight atomic.Int32
+}
+
+// pick returns the replica with the fewest batches running.
+func (e *onnxEngine) pick() *replica {
+	best := e.replicas[0]
+	for _, r := range e.replicas[1:] {
+		if r.inflight.Load() < best.inflight.Load() {
+			best = r
+		}
 	}
-	return hi
+	return best
+}
+
+// scratch is one forward call's reusable buffers.
+type scratch struct {
+	batch  Batch
+	states []float32
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func (e *onnxEngine) forward(seqs [][]int32, dst [][]float32) error {
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	fillBatch(&sc.batch, seqs)
+	var err error
+	r := e.pick()
+	r.inflight.Add(1)
+	sc.states, err = r.sess.Run(&sc.batch, sc.states)
+	r.inflight.Add(-1)
+	if err != nil {
+		return err
+	}
+	h, rowLen := e.dim, sc.batch.SeqLen*e.dim
+	for r, s := range seqs {
+		pool(dst[r][:h], sc.states[r*rowLen:(r+1)*rowLen], len(s), e.pooling)
+	}
+	return nil
+}
+
+// close closes every session, in reverse order, errors joined.
+func (e *onnxEngine) close() error {
+	var errs []error
+	for i := len(e.replicas) - 1; i >= 0; i-- {
+		errs = append(errs, e.replicas[i].sess.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // fillBatch pads seqs into b, right-padded with id 0 and mask 0; token
@@ -425,8 +370,8 @@ func grow(s []int64, n int) []int64 {
 	return s[:n]
 }
 
-// Close waits for running Embed calls, then releases the ONNX sessions. It is
-// idempotent and nil-safe.
+// Close waits for running Forward calls, then releases the engine (the ONNX
+// sessions). It is idempotent and nil-safe.
 func (m *Model) Close() error {
 	if m == nil {
 		return nil
@@ -437,14 +382,5 @@ func (m *Model) Close() error {
 		return nil
 	}
 	m.closed = true
-	return m.closeReplicas()
-}
-
-// closeReplicas closes every session, in reverse order, errors joined.
-func (m *Model) closeReplicas() error {
-	var errs []error
-	for i := len(m.replicas) - 1; i >= 0; i-- {
-		errs = append(errs, m.replicas[i].sess.Close())
-	}
-	return errors.Join(errs...)
+	return m.eng.close()
 }

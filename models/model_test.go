@@ -1,7 +1,6 @@
 package models
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -72,7 +71,7 @@ func TestMeanPoolingMatchesIndependentComputation(t *testing.T) {
 	if len(raw) != b.Size*b.SeqLen*h {
 		t.Fatalf("raw output has %d floats, want %d", len(raw), b.Size*b.SeqLen*h)
 	}
-	got, err := m.Embed(context.Background(), texts, Options{Normalize: NormalizeOff})
+	got, err := embed(m, texts, Options{Normalize: NormalizeOff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,48 +99,17 @@ func TestMeanPoolingMatchesIndependentComputation(t *testing.T) {
 	}
 }
 
-// TestBatchingKeepsResults checks that packing, sorting and padding leave
-// every vector equal to the one computed alone, in the caller's order.
-func TestBatchingKeepsResults(t *testing.T) {
-	m := needModel(t)
-	ctx := context.Background()
-	alone := make([][]float32, len(sampleTexts))
-	for i, s := range sampleTexts {
-		res, err := m.Embed(ctx, []string{s}, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		alone[i] = res.Vectors[0]
-	}
-	for _, budget := range []int{256, 600, 100000} {
-		t.Run(fmt.Sprintf("budget=%d", budget), func(t *testing.T) {
-			// Same session, other batch limits.
-			mm := &Model{info: m.info, tok: m.tok, replicas: m.replicas, maxTokens: max(budget, m.info.MaxLength), maxRows: 3}
-			res, err := mm.Embed(ctx, sampleTexts, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range sampleTexts {
-				if c := cosine(res.Vectors[i], alone[i]); c < 0.99999 {
-					t.Errorf("text %d: cosine to the unbatched vector %.7f < 0.99999", i, c)
-				}
-			}
-		})
-	}
-}
-
 func TestNormalizeAndDimensions(t *testing.T) {
 	m := needModel(t)
-	ctx := context.Background()
-	raw, err := m.Embed(ctx, sampleTexts[:3], Options{Normalize: NormalizeOff})
+	raw, err := embed(m, sampleTexts[:3], Options{Normalize: NormalizeOff})
 	if err != nil {
 		t.Fatal(err)
 	}
-	unit, err := m.Embed(ctx, sampleTexts[:3], Options{Normalize: NormalizeOn})
+	unit, err := embed(m, sampleTexts[:3], Options{Normalize: NormalizeOn})
 	if err != nil {
 		t.Fatal(err)
 	}
-	short, err := m.Embed(ctx, sampleTexts[:3], Options{Normalize: NormalizeOn, Dimensions: 64})
+	short, err := embed(m, sampleTexts[:3], Options{Normalize: NormalizeOn, Dimensions: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,9 +138,8 @@ func TestNormalizeAndDimensions(t *testing.T) {
 
 func TestTruncation(t *testing.T) {
 	m := needModel(t)
-	ctx := context.Background()
 	long := strings.Repeat("word ", 1000)
-	res, err := m.Embed(ctx, []string{"ok", long}, Options{})
+	res, err := embed(m, []string{"ok", long}, Options{})
 	if err != nil {
 		t.Fatalf("default truncation: %v", err)
 	}
@@ -180,63 +147,51 @@ func TestTruncation(t *testing.T) {
 		t.Errorf("Tokens = %d, want 3 + %d (the long text cut to the limit)", res.Tokens, m.Info().MaxLength)
 	}
 	exact := strings.Repeat("word ", m.Info().MaxLength-2) // exactly the limit
-	cut, err := m.Embed(ctx, []string{exact}, Options{})
+	cut, err := embed(m, []string{exact}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c := cosine(cut.Vectors[0], res.Vectors[1]); c < 0.99999 {
 		t.Errorf("truncated text is not the embedding of its first %d tokens (cosine %g)", m.Info().MaxLength, c)
 	}
-	_, err = m.Embed(ctx, []string{"ok", long}, Options{Truncate: Reject})
+	_, err = embed(m, []string{"ok", long}, Options{Truncate: Reject})
 	var ie *InputError
 	if !errors.As(err, &ie) || ie.Index != 1 || !strings.Contains(ie.Reason, "1002 tokens") {
 		t.Fatalf("Reject on a 1002-token text: got %v, want an InputError for text 1 naming 1002 tokens", err)
 	}
-	if _, err := m.Embed(ctx, []string{exact}, Options{Truncate: Reject}); err != nil {
+	if _, err := embed(m, []string{exact}, Options{Truncate: Reject}); err != nil {
 		t.Errorf("a text exactly at the limit was rejected: %v", err)
 	}
 }
 
 func TestBadInput(t *testing.T) {
 	m := needModel(t)
-	ctx := context.Background()
 	cases := []struct {
 		name  string
 		texts []string
 		opts  Options
 		want  string
 	}{
-		{"empty list", nil, Options{}, "no texts"},
 		{"invalid utf-8", []string{"fine", "bad \xff\xfe"}, Options{}, "text 1 is not valid UTF-8"},
 		{"dimensions too big", []string{"x"}, Options{Dimensions: 385}, "dimensions 385 is not in [1, 384]"},
 		{"dimensions negative", []string{"x"}, Options{Dimensions: -1}, "dimensions -1 is not in [1, 384]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := m.Embed(ctx, c.texts, c.opts)
+			_, err := embed(m, c.texts, c.opts)
 			if err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrInvalidInput) {
 				t.Fatalf("got %v, want an ErrInvalidInput containing %q", err, c.want)
 			}
 		})
 	}
-	if _, err := m.EmbedTokens(ctx, [][]int32{{}}, Options{}); !errors.Is(err, ErrInvalidInput) {
+	if err := m.Forward([][]int32{{}}, [][]float32{make([]float32, m.Info().Dim)}); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("empty token sequence: got %v, want ErrInvalidInput", err)
 	}
 }
 
-func TestCancelledContext(t *testing.T) {
+func TestConcurrentForward(t *testing.T) {
 	m := needModel(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := m.Embed(ctx, []string{"a"}, Options{}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("got %v, want context.Canceled", err)
-	}
-}
-
-func TestConcurrentEmbed(t *testing.T) {
-	m := needModel(t)
-	ctx := context.Background()
-	want, err := m.Embed(ctx, sampleTexts, Options{})
+	want, err := embed(m, sampleTexts, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +200,7 @@ func TestConcurrentEmbed(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			i := g % len(sampleTexts)
-			res, err := m.Embed(ctx, sampleTexts[i:], Options{})
+			res, err := embed(m, sampleTexts[i:], Options{})
 			if err != nil {
 				errs <- err
 				return

@@ -2,7 +2,6 @@ package models
 
 import (
 	"fmt"
-	"math"
 )
 
 // Pooling says how token hidden states become one vector.
@@ -48,20 +47,5 @@ func pool(dst, states []float32, n int, mode Pooling) {
 		for i := range dst {
 			dst[i] *= inv
 		}
-	}
-}
-
-// normalize scales v to unit L2 norm; a zero vector stays zero.
-func normalize(v []float32) {
-	var s float64
-	for _, x := range v {
-		s += float64(x) * float64(x)
-	}
-	if s == 0 {
-		return
-	}
-	inv := float32(1 / math.Sqrt(s))
-	for i := range v {
-		v[i] *= inv
 	}
 }

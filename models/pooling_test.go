@@ -22,16 +22,6 @@ func TestPoolModes(t *testing.T) {
 			t.Errorf("%s: got %v, want %v (padding must not count)", c.mode, dst, c.want)
 		}
 	}
-	v := []float32{3, 4}
-	normalize(v)
-	if !slices.Equal(v, []float32{0.6, 0.8}) {
-		t.Errorf("normalize(3,4) = %v", v)
-	}
-	z := []float32{0, 0}
-	normalize(z)
-	if !slices.Equal(z, []float32{0, 0}) {
-		t.Errorf("normalize(0,0) = %v, want zeros kept", z)
-	}
 	for _, s := range []string{"mean", "cls", "lasttoken"} {
 		if p, err := ParsePooling(s); err != nil || string(p) != s {
 			t.Errorf("ParsePooling(%q) = %v, %v", s, p, err)

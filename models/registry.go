@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/embedd/embedd/device"
 )
 
 // ErrUnknownModel is wrapped by Registry.Get's error for an id it lacks.
@@ -86,14 +88,14 @@ func (c RegistryConfig) Validate() error {
 		if m.Path == "" {
 			bad(f+".path", `""`, "must name a model folder")
 		}
-		if _, err := ParseDevice(m.Device); err != nil {
+		if _, err := device.Parse(m.Device); err != nil {
 			bad(f+".device", fmt.Sprintf("%q", m.Device), "is not one of cpu, cuda, cuda:N, auto")
 		}
 		if len(m.Devices) > 0 && m.Device != "" {
 			bad(f+".devices", fmt.Sprintf("%q", m.Devices), "cannot be combined with device")
 		}
 		for j, d := range m.Devices {
-			if _, err := ParseDevice(d); err != nil {
+			if _, err := device.Parse(d); err != nil {
 				bad(fmt.Sprintf("%s.devices[%d]", f, j), fmt.Sprintf("%q", d), "is not one of cpu, cuda, cuda:N, auto")
 			}
 		}
@@ -109,8 +111,6 @@ func (c RegistryConfig) Validate() error {
 		}
 		checkRange("intra_op_threads", m.IntraOpThreads, 1, 1024)
 		checkRange("inter_op_threads", m.InterOpThreads, 1, 1024)
-		checkRange("max_batch_tokens", m.MaxBatchTokens, 1, 1<<20)
-		checkRange("max_batch_size", m.MaxBatchSize, 1, 65536)
 		checkRange("max_length", m.MaxLength, 2, 1<<16)
 		if m.GPUMemLimit < 0 {
 			bad(f+".gpu_mem_limit", m.GPUMemLimit, "is negative")
@@ -158,7 +158,7 @@ func OpenRegistry(cfg RegistryConfig, log *slog.Logger) (*Registry, error) {
 		inf := m.Info()
 		log.Info("embedd: model loaded", "id", inf.ID, "path", inf.Path, "dim", inf.Dim,
 			"max_length", inf.MaxLength, "pooling", string(inf.Pooling), "normalize", inf.Normalize,
-			"devices", fmt.Sprint(inf.Devices), "onnxruntime", rt.Version())
+			"kind", inf.Kind, "devices", fmt.Sprint(inf.Devices), "onnxruntime", rt.Version())
 	}
 	return r, nil
 }

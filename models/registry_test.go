@@ -2,7 +2,6 @@ package models
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"log/slog"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/embedd/embedd/device"
 )
 
 func writeFile(t *testing.T, path, data string) {
@@ -34,7 +35,6 @@ func TestRegistryConfigValidate(t *testing.T) {
 		{"duplicate id", RegistryConfig{Models: []Config{{ID: "a", Path: "m"}, {ID: "a", Path: "n"}}}, `models[1].id: "a" is used by an earlier model`},
 		{"no path", one(Config{ID: "a"}), `models[0].path: "" must name a model folder`},
 		{"bad device", one(Config{ID: "a", Path: "m", Device: "tpu"}), `models[0].device: "tpu" is not one of cpu, cuda, cuda:N, auto`},
-		{"budget range", one(Config{ID: "a", Path: "m", MaxBatchTokens: -5}), "models[0].max_batch_tokens: -5 is not in [1, 1048576]"},
 		{"bad default", RegistryConfig{Default: "zz", Models: []Config{{ID: "a", Path: "m"}}}, `default: "zz" is not the id of a listed model`},
 		{"alias clash", RegistryConfig{Models: []Config{{ID: "a", Path: "m"}, {ID: "b", Path: "m", Aliases: []string{"a"}}}}, `models[1].aliases[0]: "a" is already the id or alias of a model`},
 		{"bad pooling", one(Config{ID: "a", Path: "m", Pooling: "max"}), `models[0].pooling: "max" is not one of mean, cls, lasttoken`},
@@ -47,7 +47,7 @@ func TestRegistryConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	if err := one(Config{ID: "a", Path: "m", Device: "cuda:1", MaxBatchTokens: 4096}).Validate(); err != nil {
+	if err := one(Config{ID: "a", Path: "m", Device: "cuda:1"}).Validate(); err != nil {
 		t.Errorf("a valid config was refused: %v", err)
 	}
 }
@@ -59,7 +59,7 @@ func TestRegistryLoadsSeveralModels(t *testing.T) {
 	var logs bytes.Buffer
 	reg, err := OpenRegistry(RegistryConfig{Default: "mean", Models: []Config{
 		{ID: "mean", Path: testModelDir, Aliases: []string{"text-embedding-3-small"}},
-		{ID: "cls", Path: cls, MaxLength: 128, MaxBatchTokens: 1024},
+		{ID: "cls", Path: cls, MaxLength: 128},
 	}}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestRegistryLoadsSeveralModels(t *testing.T) {
 	if infos[0].Pooling != PoolCLS || infos[0].MaxLength != 128 || infos[1].Pooling != PoolMean || infos[1].MaxLength != 256 {
 		t.Errorf("pooling/max length not taken from folder and config: %+v", infos)
 	}
-	if !infos[1].Normalize || infos[1].Dim != 384 || infos[1].Device.Kind != "cpu" {
+	if !infos[1].Normalize || infos[1].Dim != 384 || infos[1].Device.Kind != device.CPU {
 		t.Errorf("mean model info %+v: want normalize (modules.json), dim 384, cpu", infos[1])
 	}
 	if !strings.Contains(logs.String(), "model loaded") {
@@ -92,11 +92,11 @@ func TestRegistryLoadsSeveralModels(t *testing.T) {
 	// CLS pooling gives the first token's state: a text's vector then
 	// differs from mean pooling's for the same text.
 	c, _ := reg.Get("cls")
-	a, err := c.Embed(context.Background(), []string{"the same text"}, Options{})
+	a, err := embed(c, []string{"the same text"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := def.Embed(context.Background(), []string{"the same text"}, Options{})
+	b, err := embed(def, []string{"the same text"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestRegistryLoadsSeveralModels(t *testing.T) {
 	if err := reg.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if _, err := def.Embed(context.Background(), []string{"x"}, Options{}); !errors.Is(err, ErrClosed) {
+	if _, err := embed(def, []string{"x"}, Options{}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Embed after Close: got %v, want ErrClosed", err)
 	}
 }
@@ -156,34 +156,20 @@ func TestDeviceChoice(t *testing.T) {
 	needModel(t)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	s, err := testRT.NewSession(filepath.Join(testModelDir, "model.onnx"), SessionConfig{Device: Device{Kind: "auto"}, Logger: log})
+	s, err := testRT.NewSession(filepath.Join(testModelDir, "model.onnx"), SessionConfig{Device: device.Device{Kind: device.Auto}, Logger: log})
 	if err != nil {
 		t.Fatalf("auto must always give a session: %v", err)
 	}
 	defer s.Close()
-	if s.Device().Kind == "cuda" {
+	if s.Device().Kind == device.CUDA {
 		t.Skip("the CUDA provider loaded here; the CPU fallback is not exercised")
 	}
-	if s.Device().Kind != "cpu" || !strings.Contains(logs.String(), "CUDA execution provider unavailable, using the CPU") {
+	if s.Device().Kind != device.CPU || !strings.Contains(logs.String(), "CUDA execution provider unavailable, using the CPU") {
 		t.Errorf("auto without CUDA: device %s, log %q; want cpu and a log line saying why", s.Device(), logs.String())
 	}
-	_, err = testRT.NewSession(filepath.Join(testModelDir, "model.onnx"), SessionConfig{Device: Device{Kind: "cuda"}})
+	_, err = testRT.NewSession(filepath.Join(testModelDir, "model.onnx"), SessionConfig{Device: device.Device{Kind: device.CUDA}})
 	if err == nil || !strings.Contains(err.Error(), "CUDA execution provider") {
 		t.Errorf("explicit cuda without CUDA: got %v, want an error naming the CUDA execution provider", err)
-	}
-}
-
-func TestParseDevice(t *testing.T) {
-	for in, want := range map[string]Device{"": {Kind: "cpu"}, "cpu": {Kind: "cpu"}, "auto": {Kind: "auto"}, "cuda": {Kind: "cuda"}, "cuda:3": {Kind: "cuda", ID: 3}} {
-		got, err := ParseDevice(in)
-		if err != nil || got != want {
-			t.Errorf("ParseDevice(%q) = %v, %v; want %v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"gpu", "cuda:", "cuda:-1", "cuda:x", "CPU"} {
-		if _, err := ParseDevice(in); err == nil {
-			t.Errorf("ParseDevice(%q) accepted", in)
-		}
 	}
 }
 
@@ -212,11 +198,11 @@ func TestHuggingFaceONNXSubfolder(t *testing.T) {
 		t.Fatalf("a folder with onnx/model.onnx (Hugging Face's layout) did not load: %v", err)
 	}
 	defer m.Close()
-	a, err := m.Embed(context.Background(), []string{"same"}, Options{})
+	a, err := embed(m, []string{"same"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := testModel.Embed(context.Background(), []string{"same"}, Options{})
+	b, _ := embed(testModel, []string{"same"}, Options{})
 	if c := cosine(a.Vectors[0], b.Vectors[0]); c < 0.99999 {
 		t.Errorf("same model, other layout: cosine %g", c)
 	}
@@ -229,19 +215,19 @@ func TestReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if n := len(m.Info().Devices); n != 2 || len(m.replicas) != 2 {
-		t.Fatalf("%d devices, %d replicas; want 2", n, len(m.replicas))
+	if n := len(m.Info().Devices); n != 2 || len(m.onnx.replicas) != 2 {
+		t.Fatalf("%d devices, %d replicas; want 2", n, len(m.onnx.replicas))
 	}
-	m.replicas[0].inflight.Add(1)
-	if m.pick() != m.replicas[1] {
+	m.onnx.replicas[0].inflight.Add(1)
+	if m.onnx.pick() != m.onnx.replicas[1] {
 		t.Error("pick chose the busy replica")
 	}
-	m.replicas[0].inflight.Add(-1)
-	want, _ := testModel.Embed(context.Background(), sampleTexts, Options{})
+	m.onnx.replicas[0].inflight.Add(-1)
+	want, _ := embed(testModel, sampleTexts, Options{})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
-			got, err := m.Embed(context.Background(), sampleTexts, Options{})
+			got, err := embed(m, sampleTexts, Options{})
 			if err != nil {
 				t.Error(err)
 				return

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/embedd/embedd/device"
 )
 
 // Input names a BERT-style embedding graph may take; a graph takes a subset.
@@ -21,7 +23,7 @@ const (
 // SessionConfig says how a Session runs its model.
 type SessionConfig struct {
 	// Device picks the execution provider; the zero value means CPU.
-	Device Device
+	Device device.Device
 	// IntraOpThreads is ONNX Runtime's thread count inside one operator;
 	// 0 leaves ONNX Runtime's default (one per physical core).
 	IntraOpThreads int
@@ -51,7 +53,7 @@ type Session struct {
 	inputs []string // the graph's inputs, in the order Run passes them
 	output string
 	hidden int
-	device Device // resolved: cpu or cuda:N, never auto
+	device device.Device // resolved: cpu or cuda:N, never auto
 	path   string
 }
 
@@ -70,20 +72,20 @@ func (r *Runtime) NewSession(path string, cfg SessionConfig) (*Session, error) {
 	}
 	s := &Session{inputs: inputs, output: output, hidden: hidden, path: path}
 	switch cfg.Device.Kind {
-	case "cuda":
-		s.sess, err = newORTSession(path, inputs, output, cfg, cfg.Device.ID)
+	case device.CUDA:
+		s.sess, err = newORTSession(path, inputs, output, cfg, cfg.Device.Ordinal)
 		s.device = cfg.Device
-	case "auto":
-		s.sess, err = newORTSession(path, inputs, output, cfg, 0)
-		s.device = Device{Kind: "cuda"}
+	case device.Auto:
+		s.sess, err = newORTSession(path, inputs, output, cfg, cfg.Device.Ordinal)
+		s.device = device.Device{Kind: device.CUDA, Ordinal: cfg.Device.Ordinal}
 		if err != nil {
 			log.Info("embedd: CUDA execution provider unavailable, using the CPU", "model", path, "reason", err)
 			s.sess, err = newORTSession(path, inputs, output, cfg, -1)
-			s.device = Device{Kind: "cpu"}
+			s.device = device.Device{}
 		}
 	default:
 		s.sess, err = newORTSession(path, inputs, output, cfg, -1)
-		s.device = Device{Kind: "cpu"}
+		s.device = device.Device{}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("embedd/models: opening %s on %s: %w", path, cfg.Device, err)
@@ -195,7 +197,7 @@ func appendCUDA(opts *ort.SessionOptions, id int, memLimit int64) error {
 func (s *Session) Hidden() int { return s.hidden }
 
 // Device is where the session runs (never "auto").
-func (s *Session) Device() Device { return s.device }
+func (s *Session) Device() device.Device { return s.device }
 
 // Run feeds one batch and writes its hidden states, [Size, SeqLen, Hidden]
 // row-major, into out, which it grows when short; it returns out resliced to
