@@ -40,7 +40,7 @@ func TestSearchGoesThroughBackend(t *testing.T) {
 	ctx := context.Background()
 	search := func() Matrix {
 		t.Helper()
-		if _, err := c.Search(ctx, [][]float32{{1, 0}}, 1, nil); err != nil {
+		if _, err := c.Search(ctx, [][]float32{{1, 0}}, 1, SearchOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		return b.seen[len(b.seen)-1]
@@ -80,7 +80,7 @@ func TestSearchGoesThroughBackend(t *testing.T) {
 
 func search2(t *testing.T, c *Collection, b *recordingBackend) Matrix {
 	t.Helper()
-	if _, err := c.Search(context.Background(), [][]float32{{1, 0}}, 1, nil); err != nil {
+	if _, err := c.Search(context.Background(), [][]float32{{1, 0}}, 1, SearchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return b.seen[len(b.seen)-1]

@@ -19,10 +19,10 @@ func TestCollectionUpsertGetDeleteReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	mustUpsert(t, c, rec("a", vec(4, 1)), Record{ID: "b", Vector: vec(4, 2), Metadata: []byte(`{"lang": "en"}`), MetadataJSON: true})
-	mustUpsert(t, c, Record{ID: "c", Vector: vec(4, 3), Metadata: []byte{0, 1, 2}})
+	mustUpsert(t, c, rec("a", testVec(4, 1)), Record{ID: "b", Vector: testVec(4, 2), Metadata: []byte(`{"lang": "en"}`), MetadataJSON: true})
+	mustUpsert(t, c, Record{ID: "c", Vector: testVec(4, 3), Metadata: []byte{0, 1, 2}})
 	// Replace a, delete b.
-	mustUpsert(t, c, rec("a", vec(4, 10)))
+	mustUpsert(t, c, rec("a", testVec(4, 10)))
 	n, err := c.Delete(ctx, []string{"b", "nope"})
 	if err != nil || n != 1 {
 		t.Fatalf("Delete = %d, %v; want 1, nil", n, err)
@@ -30,7 +30,7 @@ func TestCollectionUpsertGetDeleteReopen(t *testing.T) {
 	check := func(c *Collection) {
 		t.Helper()
 		r, ok, err := c.Get("a")
-		if err != nil || !ok || !slices.Equal(r.Vector, vec(4, 10)) {
+		if err != nil || !ok || !slices.Equal(r.Vector, testVec(4, 10)) {
 			t.Fatalf("Get(a) = %v, %v, %v", r, ok, err)
 		}
 		if _, ok, _ := c.Get("b"); ok {
@@ -52,7 +52,7 @@ func TestCollectionUpsertGetDeleteReopen(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal("second Close:", err)
 	}
-	if err := c.Upsert(ctx, []Record{rec("x", vec(4, 1))}); !errors.Is(err, ErrClosed) {
+	if err := c.Upsert(ctx, []Record{rec("x", testVec(4, 1))}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Upsert after Close = %v, want ErrClosed", err)
 	}
 	c, err = Open(dir)
@@ -171,7 +171,7 @@ func TestOneWriterPerDirectory(t *testing.T) {
 		t.Fatalf("OpenReadOnly beside a writer: %v", err)
 	}
 	defer ro.Close()
-	if err := ro.Upsert(context.Background(), []Record{rec("a", vec(2, 1))}); !errors.Is(err, ErrReadOnly) {
+	if err := ro.Upsert(context.Background(), []Record{rec("a", testVec(2, 1))}); !errors.Is(err, ErrReadOnly) {
 		t.Fatalf("read-only Upsert = %v", err)
 	}
 	if err := ro.Checkpoint(context.Background()); !errors.Is(err, ErrReadOnly) {
@@ -182,7 +182,7 @@ func TestOneWriterPerDirectory(t *testing.T) {
 func TestReadOnlySeesWALWithoutWriting(t *testing.T) {
 	c := testCollection(t, 4, L2)
 	for i := range 50 {
-		mustUpsert(t, c, Record{ID: ids(50, "id")[i], Vector: vec(4, float32(i)), Metadata: []byte(`{"i":1}`), MetadataJSON: true})
+		mustUpsert(t, c, Record{ID: ids(50, "id")[i], Vector: testVec(4, float32(i)), Metadata: []byte(`{"i":1}`), MetadataJSON: true})
 	}
 	if _, err := c.Delete(context.Background(), []string{"id3"}); err != nil {
 		t.Fatal(err)
@@ -217,7 +217,7 @@ func TestReadOnlySeesWALWithoutWriting(t *testing.T) {
 		}
 	}
 	// Later writes are not followed.
-	mustUpsert(t, c, rec("new", vec(4, 1)))
+	mustUpsert(t, c, rec("new", testVec(4, 1)))
 	if _, ok, _ := ro.Get("new"); ok {
 		t.Fatal("read-only collection followed a later write")
 	}
@@ -248,7 +248,7 @@ func TestCheckpointBoundsReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 20 {
-		mustUpsert(t, c, rec(ids(20, "k")[i], vec(8, float32(i))))
+		mustUpsert(t, c, rec(ids(20, "k")[i], testVec(8, float32(i))))
 	}
 	if err := c.Checkpoint(context.Background()); err != nil {
 		t.Fatal(err)
@@ -257,7 +257,7 @@ func TestCheckpointBoundsReplay(t *testing.T) {
 	if len(segs) != 1 || segs[0].start != 21 {
 		t.Fatalf("segments after checkpoint = %v, want one starting at 21", segs)
 	}
-	mustUpsert(t, c, rec("after", vec(8, 99)))
+	mustUpsert(t, c, rec("after", testVec(8, 99)))
 	crashClose(t, c)
 	ck, err := readCheckpoint(dir)
 	if err != nil || ck.seq != 20 || ck.rows != 20 {
@@ -279,7 +279,7 @@ func TestCheckpointBoundsReplay(t *testing.T) {
 func TestBackgroundCheckpoint(t *testing.T) {
 	c := testCollection(t, 64, Dot, WithCheckpointBytes(16<<10))
 	for i := range 200 {
-		mustUpsert(t, c, rec(ids(200, "k")[i], vec(64, float32(i))))
+		mustUpsert(t, c, rec(ids(200, "k")[i], testVec(64, float32(i))))
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for c.Stats().Checkpoints == 0 {
@@ -307,7 +307,7 @@ func TestCloseAnswersWaitingWriters(t *testing.T) {
 	errs := make(chan error, 16)
 	for i := range 16 {
 		go func() {
-			errs <- c.Upsert(context.Background(), []Record{rec(ids(16, "w")[i], vec(4, 1))})
+			errs <- c.Upsert(context.Background(), []Record{rec(ids(16, "w")[i], testVec(4, 1))})
 		}()
 	}
 	time.Sleep(time.Millisecond)
@@ -348,7 +348,7 @@ func TestUpsertContextCancelled(t *testing.T) {
 	c := testCollection(t, 2, Dot)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := c.Upsert(ctx, []Record{rec("a", vec(2, 1))}); !errors.Is(err, context.Canceled) {
+	if err := c.Upsert(ctx, []Record{rec("a", testVec(2, 1))}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Upsert with a cancelled context = %v", err)
 	}
 }

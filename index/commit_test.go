@@ -20,7 +20,7 @@ func TestGroupCommitSharesFsyncs(t *testing.T) {
 			<-start
 			for i := range each {
 				id := fmt.Sprintf("w%d-%d", w, i)
-				if err := c.Upsert(context.Background(), []Record{rec(id, vec(16, float32(i)))}); err != nil {
+				if err := c.Upsert(context.Background(), []Record{rec(id, testVec(16, float32(i)))}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -43,7 +43,7 @@ func TestGroupCommitSharesFsyncs(t *testing.T) {
 // fail, and readers keep the last published state.
 func TestCommitterFailureIsSticky(t *testing.T) {
 	c := testCollection(t, 2, Dot)
-	mustUpsert(t, c, rec("a", vec(2, 1)))
+	mustUpsert(t, c, rec("a", testVec(2, 1)))
 	// Break the segment under the committer: close its file.
 	c.mu.Lock()
 	if err := c.drainLocked(); err != nil {
@@ -51,10 +51,10 @@ func TestCommitterFailureIsSticky(t *testing.T) {
 	}
 	c.wal.w.f.Close()
 	c.mu.Unlock()
-	if err := c.Upsert(context.Background(), []Record{rec("b", vec(2, 2))}); err == nil {
+	if err := c.Upsert(context.Background(), []Record{rec("b", testVec(2, 2))}); err == nil {
 		t.Fatal("Upsert succeeded on a closed WAL file")
 	}
-	if err := c.Upsert(context.Background(), []Record{rec("c", vec(2, 3))}); err == nil {
+	if err := c.Upsert(context.Background(), []Record{rec("c", testVec(2, 3))}); err == nil {
 		t.Fatal("a later Upsert succeeded after a WAL failure")
 	}
 	if _, ok, _ := c.Get("b"); ok {
@@ -67,7 +67,7 @@ func TestCommitterFailureIsSticky(t *testing.T) {
 
 func BenchmarkUpsertParallel(b *testing.B) {
 	c := testCollection(b, 384, Cosine)
-	v := vec(384, 1)
+	v := testVec(384, 1)
 	var n atomic.Int64
 	b.SetParallelism(16) // 16 writers per core
 	b.ResetTimer()
@@ -88,7 +88,7 @@ func BenchmarkUpsertParallel(b *testing.B) {
 
 func BenchmarkUpsertSerial(b *testing.B) {
 	c := testCollection(b, 384, Cosine)
-	v := vec(384, 1)
+	v := testVec(384, 1)
 	for i := range b.N {
 		if err := c.Upsert(context.Background(), []Record{rec(fmt.Sprintf("id%d", i), v)}); err != nil {
 			b.Fatal(err)

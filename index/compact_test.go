@@ -18,7 +18,7 @@ func TestCompactReclaimsAndKeepsOldSnapshots(t *testing.T) {
 	ctx := context.Background()
 	all := ids(100, "id")
 	for i, id := range all {
-		r := rec(id, vec(8, float32(i)))
+		r := rec(id, testVec(8, float32(i)))
 		if i%2 == 0 {
 			r.Metadata, r.MetadataJSON = fmt.Appendf(nil, `{"i":%d}`, i), true
 		}
@@ -32,7 +32,7 @@ func TestCompactReclaimsAndKeepsOldSnapshots(t *testing.T) {
 		t.Fatalf("Delete = %d, %v", n, err)
 	}
 	for i := 0; i < 10; i += 2 {
-		mustUpsert(t, c, Record{ID: all[i], Vector: vec(8, float32(1000+i)), Metadata: []byte("raw")})
+		mustUpsert(t, c, Record{ID: all[i], Vector: testVec(8, float32(1000+i)), Metadata: []byte("raw")})
 	}
 	old, _ := c.Snapshot()
 	oldGen := old.Generation()
@@ -129,7 +129,7 @@ func TestCompactWhileWriting(t *testing.T) {
 					continue
 				}
 				v := float32(w*1000 + i)
-				if err := c.Upsert(ctx, []Record{rec(id, vec(4, v))}); err != nil {
+				if err := c.Upsert(ctx, []Record{rec(id, testVec(4, v))}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -192,7 +192,7 @@ loop:
 func TestCompactCancelled(t *testing.T) {
 	c := testCollection(t, 2, Dot)
 	for i := range 10 {
-		mustUpsert(t, c, rec(ids(10, "a")[i], vec(2, 1)))
+		mustUpsert(t, c, rec(ids(10, "a")[i], testVec(2, 1)))
 	}
 	c.Delete(context.Background(), []string{"a1"})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -76,7 +76,7 @@ func TestCrashHelper(t *testing.T) {
 					for j, k := range keys {
 						v := round<<16 | w<<14 | i%16384 // < 2^21: exact in float32 with quarter steps
 						id := crashID(round, w, k)
-						recs[j] = Record{ID: id, Vector: vec(crashDim, float32(v)), Metadata: fmt.Appendf(nil, `{"v":%d}`, v), MetadataJSON: true}
+						recs[j] = Record{ID: id, Vector: testVec(crashDim, float32(v)), Metadata: fmt.Appendf(nil, `{"v":%d}`, v), MetadataJSON: true}
 						if j > 0 {
 							line.WriteByte(',')
 						}
@@ -318,7 +318,7 @@ func TestCrashRecovery(t *testing.T) {
 		// The collection takes writes.
 		probe := fmt.Sprintf("probe-%d", round)
 		v := 2000000 + round
-		if err := c.Upsert(context.Background(), []Record{{ID: probe, Vector: vec(crashDim, float32(v)), Metadata: fmt.Appendf(nil, `{"v":%d}`, v), MetadataJSON: true}}); err != nil {
+		if err := c.Upsert(context.Background(), []Record{{ID: probe, Vector: testVec(crashDim, float32(v)), Metadata: fmt.Appendf(nil, `{"v":%d}`, v), MetadataJSON: true}}); err != nil {
 			t.Fatalf("round %d: write after recovery: %v", round, err)
 		}
 		m.confirmed[probe] = v

@@ -34,7 +34,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := docs.Search(ctx, [][]float32{{1, 0.05, 0}}, 2, map[string]string{"kind": "animal"})
+	res, err := docs.Search(ctx, [][]float32{{1, 0.05, 0}}, 2, index.SearchOptions{Filter: map[string]string{"kind": "animal"}})
 	if err != nil {
 		log.Fatal(err)
 	}

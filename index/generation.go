@@ -24,6 +24,8 @@ type generation struct {
 	ids  *idTable
 	meta *metaStore
 
+	fields fieldIndex // what filters read; see filter.go
+
 	// Writer side, guarded by Collection.mu (with the ids' and meta's
 	// lengths and slice headers):
 	rows int      // rows written, possibly past what is published

@@ -37,9 +37,9 @@ func testCollection(t testing.TB, dim int, metric Metric, opts ...Option) *Colle
 	return c
 }
 
-// vec returns a dim-vector whose components are v, v+1/4, v+2/4, …: exact in
+// testVec returns a dim-vector whose components are v, v+1/4, v+2/4, …: exact in
 // float32, and a row whose components disagree is torn.
-func vec(dim int, v float32) []float32 {
+func testVec(dim int, v float32) []float32 {
 	out := make([]float32, dim)
 	for j := range out {
 		out[j] = v + float32(j)/4
@@ -47,7 +47,7 @@ func vec(dim int, v float32) []float32 {
 	return out
 }
 
-// checkVec reports whether x is vec(len(x), x[0]).
+// checkVec reports whether x is testVec(len(x), x[0]).
 func checkVec(x []float32) bool {
 	for j := range x {
 		if x[j] != x[0]+float32(j)/4 {

@@ -23,7 +23,7 @@ func TestManagerLifecycle(t *testing.T) {
 	if _, err := m.Create("images_v2-b", Spec{Dim: 8, Metric: L2, Model: "clip-vit"}); err != nil {
 		t.Fatal(err)
 	}
-	mustUpsert(t, a, rec("x", vec(4, 1)))
+	mustUpsert(t, a, rec("x", testVec(4, 1)))
 	if _, err := m.Create("docs", Spec{Dim: 4, Metric: Cosine}); !errors.Is(err, ErrExists) {
 		t.Fatalf("duplicate Create = %v", err)
 	}
@@ -46,7 +46,7 @@ func TestManagerLifecycle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "docs")); !os.IsNotExist(err) {
 		t.Fatal("dropped collection's directory survived")
 	}
-	if err := a.Upsert(context.Background(), []Record{rec("y", vec(4, 1))}); !errors.Is(err, ErrClosed) {
+	if err := a.Upsert(context.Background(), []Record{rec("y", testVec(4, 1))}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Upsert on a dropped collection = %v", err)
 	}
 	if r, ok := s.Lookup("x"); !ok || s.Row(r)[0] == 0 {
@@ -58,7 +58,7 @@ func TestManagerLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustUpsert(t, a, rec("fresh", vec(4, 2)))
+	mustUpsert(t, a, rec("fresh", testVec(4, 2)))
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}

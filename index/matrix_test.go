@@ -16,14 +16,14 @@ func TestMatrixRowsAndNorms(t *testing.T) {
 		t.Fatal(err)
 	}
 	for r := range rows {
-		m.writeRow(r, floatBytes(vec(4, float32(r))))
+		m.writeRow(r, floatBytes(testVec(4, float32(r))))
 	}
 	data, norms := m.view(rows)
 	if len(data) != rows*4 || len(norms) != rows {
 		t.Fatalf("view: %d floats, %d norms", len(data), len(norms))
 	}
 	for r := range rows {
-		if !checkVec(data[r*4:(r+1)*4]) || data[r*4] != float32(r) || norms[r] != sq(vec(4, float32(r))) {
+		if !checkVec(data[r*4:(r+1)*4]) || data[r*4] != float32(r) || norms[r] != sq(testVec(4, float32(r))) {
 			t.Fatalf("row %d: %v norm %v", r, data[r*4:(r+1)*4], norms[r])
 		}
 	}

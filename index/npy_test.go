@@ -73,7 +73,7 @@ func TestImportNPY(t *testing.T) {
 	}
 	for _, i := range []int{0, 1, 1023, 1024, rows - 1} {
 		r, ok, _ := c.Get(ids(rows, "")[i])
-		if !ok || !slices.Equal(r.Vector, vec(4, float32(i))) {
+		if !ok || !slices.Equal(r.Vector, testVec(4, float32(i))) {
 			t.Fatalf("row %d: %v %v", i, ok, r.Vector)
 		}
 	}

@@ -77,7 +77,7 @@ func TestRSSHelper(t *testing.T) {
 	r.RSSAfterKB, r.FileAfterKB, r.AnonAfterKB = procStatus(t)
 	r.Rows = c.Stats().Rows
 	start = time.Now()
-	if _, err := c.Search(context.Background(), [][]float32{vec(c.Dim(), 1)}, 10, nil); err != nil {
+	if _, err := c.Search(context.Background(), [][]float32{testVec(c.Dim(), 1)}, 10, SearchOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r.SearchMS = float64(time.Since(start).Microseconds()) / 1000

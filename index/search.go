@@ -1,16 +1,14 @@
 package index
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
-	"slices"
 
 	"github.com/embedd/embedd/index/flat"
 )
 
-// Result is one search hit.
+// Result is one search hit. Its fields all come from the snapshot the
+// search ran on.
 type Result struct {
 	// ID is the row's id.
 	ID string
@@ -21,19 +19,35 @@ type Result struct {
 	Metadata []byte
 	// MetadataJSON says Metadata is a JSON object.
 	MetadataJSON bool
+	// Vector is a copy of the row's stored vector (unit length under
+	// cosine) when SearchOptions.Vectors asked for it, else nil.
+	Vector []float32
+}
+
+// SearchOptions tunes a Search.
+type SearchOptions struct {
+	// Filter, if not empty, keeps only rows whose JSON metadata has, for
+	// every key, a top-level field equal to the value compared as a
+	// string: a string field equal to it, or a number, true, false or null
+	// written exactly as it (compacted JSON). Rows without JSON metadata
+	// never match a non-empty filter. The first search naming a field
+	// indexes that field's values once per generation (see fieldIndex);
+	// later searches read the index, not the rows' JSON.
+	Filter map[string]string
+	// Vectors fills Result.Vector.
+	Vectors bool
 }
 
 // Search returns, for each query, the k rows closest to it among the live
-// rows of one snapshot whose metadata matches filter, best first (largest
-// similarity, or smallest L2 distance), ties by id. k must be in [1, MaxK];
-// each query must have the collection's dimension and finite components
-// (and not be zero under cosine; it is normalised). A filter matches rows
-// whose JSON metadata has, for every key, a top-level field equal to the
-// value compared as a string: a string field equal to it, or a number, true,
-// false or null written exactly as it (compacted JSON). Rows without JSON
-// metadata never match a non-empty filter. The scoring runs on the
-// collection's Backend (WithBackend; CPUBackend by default).
-func (c *Collection) Search(ctx context.Context, queries [][]float32, k int, filter map[string]string) ([][]Result, error) {
+// rows of one snapshot that o.Filter keeps, best first (largest similarity,
+// or smallest L2 distance), equal scores in row order (the order rows were
+// written in; an upsert writes a new row). Every field of every result
+// comes from that one snapshot. k must be in [1, MaxK]; each query must
+// have the collection's dimension and finite components, and under cosine
+// a norm that can be normalised (not zero, subnormal or overflowing; see
+// vec.Normalize). The queries are normalised once, by the collection's
+// Backend (WithBackend; CPUBackend by default), which runs the scoring.
+func (c *Collection) Search(ctx context.Context, queries [][]float32, k int, o SearchOptions) ([][]Result, error) {
 	if c == nil {
 		return nil, ErrClosed
 	}
@@ -43,7 +57,7 @@ func (c *Collection) Search(ctx context.Context, queries [][]float32, k int, fil
 	if len(queries) == 0 {
 		return nil, invalidf("no queries")
 	}
-	for key := range filter {
+	for key := range o.Filter {
 		if key == "" {
 			return nil, invalidf("filter has an empty field name")
 		}
@@ -51,39 +65,27 @@ func (c *Collection) Search(ctx context.Context, queries [][]float32, k int, fil
 	dim := c.man.Dim
 	q := make([]float32, 0, len(queries)*dim)
 	for i, v := range queries {
-		nv, err := normaliseQuery(v, dim, c.man.Metric, where{kind: "query", i: i})
-		if err != nil {
+		if _, err := checkVector(v, dim, c.man.Metric, where{kind: "query", i: i}); err != nil {
 			return nil, err
 		}
-		q = append(q, nv...)
+		q = append(q, v...)
 	}
 	s, err := c.Snapshot()
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	return s.search(ctx, c.opts.backend, c.id, q, len(queries), k, filter)
+	return s.search(ctx, c.opts.backend, c.id, q, len(queries), k, o)
 }
 
-// search runs the queries q (nq of them, normalised) on backend b; id is
-// the collection's Matrix.Collection.
-func (s *Snapshot) search(ctx context.Context, b Backend, id uint64, q []float32, nq, k int, filter map[string]string) ([][]Result, error) {
+// search runs the queries q (nq of them, checked, not normalised) on
+// backend b; id is the collection's Matrix.Collection.
+func (s *Snapshot) search(ctx context.Context, b Backend, id uint64, q []float32, nq, k int, o SearchOptions) ([][]Result, error) {
 	skip := s.DeletedBitmap()
-	if len(filter) > 0 {
-		// Decide each row once, not once per query.
-		skip = slices.Clone(skip)
-		for r := range s.Len() {
-			if r%4096 == 0 {
-				if err := ctx.Err(); err != nil {
-					return nil, fmt.Errorf("embedd/index: search: %w", err)
-				}
-			}
-			if skip[r/64]&(1<<(r%64)) != 0 {
-				continue
-			}
-			if meta, isJSON := s.Metadata(r); !isJSON || !matchFilter(meta, filter) {
-				skip[r/64] |= 1 << (r % 64)
-			}
+	if len(o.Filter) > 0 {
+		var err error
+		if skip, err = filterSkip(ctx, s, o.Filter); err != nil {
+			return nil, err
 		}
 	}
 	m := Matrix{
@@ -96,7 +98,9 @@ func (s *Snapshot) search(ctx context.Context, b Backend, id uint64, q []float32
 	if err != nil {
 		return nil, fmt.Errorf("embedd/index: search: %w", err)
 	}
-	l2 := s.Metric() == L2
+	if len(hits) != nq {
+		return nil, fmt.Errorf("embedd/index: search: backend %s answered %d queries of %d", b.Name(), len(hits), nq)
+	}
 	out := make([][]Result, nq)
 	for i, hs := range hits {
 		res := make([]Result, len(hs))
@@ -106,44 +110,13 @@ func (s *Snapshot) search(ctx context.Context, b Backend, id uint64, q []float32
 			if meta != nil {
 				res[j].Metadata = append([]byte(nil), meta...)
 			}
+			if o.Vectors {
+				res[j].Vector = append([]float32(nil), s.Row(h.Row)...)
+			}
 		}
-		slices.SortStableFunc(res, func(a, b Result) int {
-			c := cmp.Compare(b.Score, a.Score)
-			if l2 {
-				c = -c
-			}
-			if c != 0 {
-				return c
-			}
-			return cmp.Compare(a.ID, b.ID)
-		})
 		out[i] = res
 	}
 	return out, nil
-}
-
-// matchFilter reports whether the JSON object meta has every field of
-// filter (see Search).
-func matchFilter(meta []byte, filter map[string]string) bool {
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(meta, &obj) != nil {
-		return false
-	}
-	for key, want := range filter {
-		raw, ok := obj[key]
-		if !ok || len(raw) == 0 {
-			return false
-		}
-		if raw[0] == '"' {
-			var s string
-			if json.Unmarshal(raw, &s) != nil || s != want {
-				return false
-			}
-		} else if string(raw) != want {
-			return false
-		}
-	}
-	return true
 }
 
 // flatMetric maps a collection's metric to the kernel's.

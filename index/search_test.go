@@ -44,7 +44,7 @@ func TestSearchMatchesBruteForce(t *testing.T) {
 				t.Fatal(err)
 			}
 			queries := [][]float32{random(), random(), random()}
-			got, err := c.Search(context.Background(), queries, 10, nil)
+			got, err := c.Search(context.Background(), queries, 10, SearchOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,10 +104,10 @@ func bruteForce(rows map[string][]float64, q []float64, metric Metric, k int) []
 	return all[:min(k, len(all))]
 }
 
-func TestSearchTiesByIDAndFewerRowsThanK(t *testing.T) {
+func TestSearchTiesInRowOrderAndFewerRowsThanK(t *testing.T) {
 	c := testCollection(t, 2, Dot)
 	mustUpsert(t, c, rec("b", []float32{1, 0}), rec("c", []float32{1, 0}), rec("a", []float32{1, 0}), rec("z", []float32{0, 1}))
-	got, err := c.Search(context.Background(), [][]float32{{1, 0}}, 10, nil)
+	got, err := c.Search(context.Background(), [][]float32{{1, 0}}, 10, SearchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +115,8 @@ func TestSearchTiesByIDAndFewerRowsThanK(t *testing.T) {
 	for _, r := range got[0] {
 		order = append(order, r.ID)
 	}
-	if !slices.Equal(order, []string{"a", "b", "c", "z"}) {
-		t.Fatalf("order %v", order)
+	if !slices.Equal(order, []string{"b", "c", "a", "z"}) {
+		t.Fatalf("order %v, want equal scores in write order", order)
 	}
 }
 
@@ -133,7 +133,7 @@ func TestSearchFilter(t *testing.T) {
 		filter map[string]string
 		want   []string
 	}{
-		{nil, []string{"en1", "none", "raw", "fr", "en2"}},
+		{nil, []string{"en1", "raw", "none", "fr", "en2"}},
 		{map[string]string{"lang": "en"}, []string{"en1", "en2"}},
 		{map[string]string{"n": "5"}, []string{"en1", "fr"}},
 		{map[string]string{"lang": "en", "n": "5"}, []string{"en1"}},
@@ -142,7 +142,7 @@ func TestSearchFilter(t *testing.T) {
 		{map[string]string{"missing": "x"}, nil},
 	}
 	for _, tc := range cases {
-		got, err := c.Search(context.Background(), [][]float32{{1, 0}}, 10, tc.filter)
+		got, err := c.Search(context.Background(), [][]float32{{1, 0}}, 10, SearchOptions{Filter: tc.filter})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +154,7 @@ func TestSearchFilter(t *testing.T) {
 			t.Errorf("filter %v: %v, want %v", tc.filter, ids, tc.want)
 		}
 	}
-	got, _ := c.Search(context.Background(), [][]float32{{1, 0}}, 1, map[string]string{"lang": "en"})
+	got, _ := c.Search(context.Background(), [][]float32{{1, 0}}, 1, SearchOptions{Filter: map[string]string{"lang": "en"}})
 	if r := got[0][0]; string(r.Metadata) != `{"lang":"en","n":5,"ok":true,"tag":null}` || !r.MetadataJSON {
 		t.Fatalf("result metadata %s %v (stored compacted)", r.Metadata, r.MetadataJSON)
 	}
@@ -181,21 +181,21 @@ func TestSearchValidation(t *testing.T) {
 		{"empty filter key", q, 1, map[string]string{"": "x"}, "empty field name"},
 	}
 	for _, tc := range cases {
-		_, err := c.Search(ctx, tc.queries, tc.k, tc.filter)
+		_, err := c.Search(ctx, tc.queries, tc.k, SearchOptions{Filter: tc.filter})
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want ErrInvalid with %q", tc.name, err, tc.want)
 		}
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := c.Search(cctx, q, 1, nil); !errors.Is(err, context.Canceled) {
+	if _, err := c.Search(cctx, q, 1, SearchOptions{}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled search: %v", err)
 	}
 }
 
 func TestSearchEmptyCollection(t *testing.T) {
 	c := testCollection(t, 3, L2)
-	got, err := c.Search(context.Background(), [][]float32{{1, 2, 3}}, 5, nil)
+	got, err := c.Search(context.Background(), [][]float32{{1, 2, 3}}, 5, SearchOptions{})
 	if err != nil || len(got) != 1 || len(got[0]) != 0 {
 		t.Fatalf("Search on empty = %v, %v", got, err)
 	}
@@ -204,7 +204,7 @@ func TestSearchEmptyCollection(t *testing.T) {
 func TestSearchL2IsDistanceAscending(t *testing.T) {
 	c := testCollection(t, 2, L2)
 	mustUpsert(t, c, rec("far", []float32{3, 0}), rec("near", []float32{1, 0}), rec("here", []float32{0, 0}), rec("tie", []float32{-1, 0}))
-	got, err := c.Search(context.Background(), [][]float32{{0, 0}}, 3, nil)
+	got, err := c.Search(context.Background(), [][]float32{{0, 0}}, 3, SearchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,5 +216,91 @@ func TestSearchL2IsDistanceAscending(t *testing.T) {
 	}
 	if !slices.Equal(order, []string{"here", "near", "tie"}) || !slices.Equal(scores, []float32{0, 1, 1}) {
 		t.Fatalf("order %v scores %v", order, scores)
+	}
+}
+
+func TestSearchVectorsFromTheSameSnapshot(t *testing.T) {
+	c := testCollection(t, 2, Cosine)
+	mustUpsert(t, c, rec("a", []float32{3, 4}), rec("b", []float32{0, 1}))
+	q := [][]float32{{1, 0}}
+	got, err := c.Search(context.Background(), q, 2, SearchOptions{})
+	if err != nil || got[0][0].Vector != nil {
+		t.Fatalf("without Vectors: %v, %v", got, err)
+	}
+	got, err = c.Search(context.Background(), q, 2, SearchOptions{Vectors: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := got[0][0]
+	if a.ID != "a" || !slices.Equal(a.Vector, []float32{0.6, 0.8}) || !slices.Equal(got[0][1].Vector, []float32{0, 1}) {
+		t.Fatalf("with Vectors: %+v", got[0])
+	}
+	// A copy: changing it changes nothing stored.
+	a.Vector[0] = 9
+	if r, _, _ := c.Get("a"); r.Vector[0] != 0.6 {
+		t.Fatalf("result vector aliases the stored row: %v", r.Vector)
+	}
+	// From the snapshot that scored the hits: a snapshot taken before an
+	// upsert still answers with the old vector.
+	s, err := c.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mustUpsert(t, c, rec("a", []float32{1, 0}))
+	res, err := s.search(context.Background(), CPUBackend{}, c.id, []float32{1, 0}, 1, 1, SearchOptions{Vectors: true})
+	if err != nil || res[0][0].ID != "a" || !slices.Equal(res[0][0].Vector, []float32{0.6, 0.8}) {
+		t.Fatalf("old snapshot: %+v, %v", res, err)
+	}
+}
+
+func TestFilterIndexFollowsAppendsAndSnapshots(t *testing.T) {
+	c := testCollection(t, 2, Dot)
+	meta := func(id, lang string) Record {
+		return Record{ID: id, Vector: []float32{1, 0}, Metadata: fmt.Appendf(nil, `{"lang":%q}`, lang), MetadataJSON: true}
+	}
+	search := func(s *Snapshot) []string {
+		t.Helper()
+		res, err := s.search(context.Background(), CPUBackend{}, c.id, []float32{1, 0}, 1, 10, SearchOptions{Filter: map[string]string{"lang": "en"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range res[0] {
+			ids = append(ids, r.ID)
+		}
+		return ids
+	}
+	mustUpsert(t, c, meta("a", "en"), meta("b", "fr"))
+	old, err := c.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	mustUpsert(t, c, meta("c", "en"), meta("b", "en"))
+	if _, err := c.Delete(context.Background(), []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := c.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cur.Close()
+	if got := search(cur); !slices.Equal(got, []string{"c", "b"}) {
+		t.Fatalf("current snapshot: %v, want [c b]", got)
+	}
+	f := cur.st.gen.fields.field("lang")
+	if f.rows != 4 {
+		t.Fatalf("field index covers %d rows, want 4", f.rows)
+	}
+	// The index now covers rows the older snapshot does not have: it
+	// must answer from its own rows only (b was "fr" then, a live).
+	if got := search(old); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("older snapshot: %v, want [a]", got)
+	}
+	mustUpsert(t, c, meta("d", "en"))
+	got, err := c.Search(context.Background(), [][]float32{{1, 0}}, 10, SearchOptions{Filter: map[string]string{"lang": "en"}})
+	if err != nil || len(got[0]) != 3 || f.rows != 5 {
+		t.Fatalf("after another upsert: %v, %v (index covers %d rows)", got, err, f.rows)
 	}
 }

@@ -41,7 +41,7 @@ func TestSnapshotsStayConsistentUnderWrites(t *testing.T) {
 				batchSize.Store(v, n)
 				recs := make([]Record, n)
 				for i, k := range rng.Perm(50)[:n] {
-					recs[i] = Record{ID: fmt.Sprintf("w%d-%d", w, k), Vector: vec(dim, v), Metadata: fmt.Appendf(nil, `{"v":%d}`, int(v)), MetadataJSON: true}
+					recs[i] = Record{ID: fmt.Sprintf("w%d-%d", w, k), Vector: testVec(dim, v), Metadata: fmt.Appendf(nil, `{"v":%d}`, int(v)), MetadataJSON: true}
 				}
 				if err := c.Upsert(ctx, recs); err != nil {
 					t.Error(err)
@@ -93,7 +93,7 @@ func TestSnapshotsStayConsistentUnderWrites(t *testing.T) {
 				}
 				before := fingerprint(s)
 				checkSnapshot(t, s, &batchSize)
-				if _, err := c.Search(ctx, [][]float32{vec(dim, 1)}, 5, map[string]string{"v": "3"}); err != nil {
+				if _, err := c.Search(ctx, [][]float32{testVec(dim, 1)}, 5, SearchOptions{Filter: map[string]string{"v": "3"}}); err != nil {
 					t.Error(err)
 				}
 				if after := fingerprint(s); after != before {
@@ -171,13 +171,13 @@ func fingerprint(s *Snapshot) string {
 func TestSnapshotIsolation(t *testing.T) {
 	c := testCollection(t, 4, L2)
 	ctx := context.Background()
-	mustUpsert(t, c, rec("a", vec(4, 1)), Record{ID: "b", Vector: vec(4, 2), Metadata: []byte(`{"x":1}`), MetadataJSON: true})
+	mustUpsert(t, c, rec("a", testVec(4, 1)), Record{ID: "b", Vector: testVec(4, 2), Metadata: []byte(`{"x":1}`), MetadataJSON: true})
 	s1, err := c.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s1.Close()
-	mustUpsert(t, c, rec("a", vec(4, 10)), rec("c", vec(4, 3)))
+	mustUpsert(t, c, rec("a", testVec(4, 10)), rec("c", testVec(4, 3)))
 	c.Delete(ctx, []string{"b"})
 	s2, _ := c.Snapshot()
 	defer s2.Close()
@@ -217,7 +217,7 @@ func TestSnapshotIsolation(t *testing.T) {
 		t.Fatalf("s2 live rows %v", live)
 	}
 	// L2 norms are stored.
-	if n := s2.Norms(); len(n) != 4 || n[2] != sq(vec(4, 10)) {
+	if n := s2.Norms(); len(n) != 4 || n[2] != sq(testVec(4, 10)) {
 		t.Fatalf("norms %v", n)
 	}
 	if len(s2.Data()) != 4*4 || s2.Dim() != 4 || s2.Metric() != L2 {
@@ -248,7 +248,7 @@ func TestSnapshotOutlivesCollection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustUpsert(t, c, rec("a", vec(4, 5)))
+	mustUpsert(t, c, rec("a", testVec(4, 5)))
 	s, _ := c.Snapshot()
 	if err := c.Close(); err != nil {
 		t.Fatal(err)

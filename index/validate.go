@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"unicode/utf8"
+
+	"github.com/embedd/embedd/vec"
 )
 
 // Errors returned by this package wrap one of these; match with errors.Is.
@@ -162,50 +165,57 @@ func validID(id string, w where) error {
 	return nil
 }
 
-// appendVector checks v against the collection's dimension and metric and
-// appends its stored form (normalised for Cosine) to dst as little-endian
-// float32. what names the vector in errors.
-func appendVector(dst []byte, v []float32, dim int, metric Metric, what where) ([]byte, error) {
+// checkVector checks v against the collection's dimension and metric (the
+// dimension, finite components, and a norm the metric can use: under
+// cosine one vec.Normalize accepts, otherwise a squared norm float32 can
+// hold) and returns its stored form: under cosine a normalised copy,
+// otherwise v itself. what names the vector in errors.
+func checkVector(v []float32, dim int, metric Metric, what where) ([]float32, error) {
 	if len(v) != dim {
-		return dst, invalidf("%v: vector has %d dimensions, want %d", what, len(v), dim)
+		return nil, invalidf("%v: vector has %d dimensions, want %d", what, len(v), dim)
 	}
-	var sum float64
 	for j, x := range v {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return dst, invalidf("%v: vector component %d is %v", what, j, x)
+			return nil, invalidf("%v: vector component %d is %v", what, j, x)
 		}
-		sum += float64(x) * float64(x)
 	}
-	scale := float32(1)
 	if metric == Cosine {
-		if sum == 0 {
-			return dst, invalidf("%v: zero vector under the cosine metric", what)
-		}
-		norm := math.Sqrt(sum)
-		if math.IsInf(norm, 0) || float32(1/norm) == 0 {
-			return dst, invalidf("%v: vector norm %g cannot be normalised in float32", what, norm)
-		}
-		scale = float32(1 / norm)
-	} else if math.IsInf(float64(float32(sum)), 0) {
-		return dst, invalidf("%v: vector's squared norm overflows float32", what)
+		return unitVector(v, what)
 	}
-	for _, x := range v {
-		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(x*scale))
+	if math.IsInf(float64(float32(vec.SquaredNorm(v))), 0) {
+		return nil, invalidf("%v: vector's squared norm overflows float32", what)
 	}
-	return dst, nil
+	return v, nil
 }
 
-// normaliseQuery returns q checked and in the form rows are compared with.
-func normaliseQuery(q []float32, dim int, metric Metric, what where) ([]float32, error) {
-	buf, err := appendVector(make([]byte, 0, 4*dim), q, dim, metric, what)
+// unitVector returns a copy of v normalised by vec.Normalize, or why it
+// cannot be.
+func unitVector(v []float32, what where) ([]float32, error) {
+	u := slices.Clone(v)
+	norm, ok := vec.Normalize(u)
+	switch {
+	case ok:
+		return u, nil
+	case norm == 0:
+		return nil, invalidf("%v: zero vector under the cosine metric", what)
+	case norm < vec.MinNorm:
+		return nil, invalidf("%v: vector norm %g is below %g (subnormal components) under the cosine metric: its direction cannot be normalised", what, norm, vec.MinNorm)
+	default:
+		return nil, invalidf("%v: vector norm %g is not finite under the cosine metric", what, norm)
+	}
+}
+
+// appendVector checks v (see checkVector) and appends its stored form to
+// dst as little-endian float32.
+func appendVector(dst []byte, v []float32, dim int, metric Metric, what where) ([]byte, error) {
+	v, err := checkVector(v, dim, metric, what)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
-	out := make([]float32, dim)
-	for j := range out {
-		out[j] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*j:]))
+	for _, x := range v {
+		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(x))
 	}
-	return out, nil
+	return dst, nil
 }
 
 // checkMetadata returns the metadata kind and the bytes to store. JSON must be

@@ -44,8 +44,8 @@ func TestAppendVector(t *testing.T) {
 	if err != nil || math.Abs(float64(float32FromLE(b))-math.Sqrt(0.5)) > 1e-6 {
 		t.Errorf("huge vector under cosine: %v", err)
 	}
-	if _, err := appendVector(nil, []float32{1e-45, 0}, 2, Cosine, w); err != nil {
-		t.Errorf("tiny vector under cosine: %v", err)
+	if _, err := appendVector(nil, []float32{1e-45, 0, 0, 0}, 4, Cosine, w); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "subnormal") {
+		t.Errorf("subnormal vector under cosine: %v, want ErrInvalid naming it subnormal", err)
 	}
 	if w.String() != `record 2 (id "x")` || (where{"line", 3, ""}).String() != "line 3" {
 		t.Error(w.String())

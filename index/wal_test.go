@@ -20,7 +20,7 @@ func writeCrashed(t *testing.T, n int) (string, walSegment) {
 		t.Fatal(err)
 	}
 	for i := range n {
-		mustUpsert(t, c, rec(ids(n, "k")[i], vec(4, float32(i))))
+		mustUpsert(t, c, rec(ids(n, "k")[i], testVec(4, float32(i))))
 	}
 	crashClose(t, c)
 	segs, err := listSegments(dir)
@@ -118,7 +118,7 @@ func TestWALDamagedTailIsCut(t *testing.T) {
 				t.Fatalf("segment is %d bytes after the cut, want %d", st.Size(), want)
 			}
 			// Appending after the cut works, and survives another crash.
-			mustUpsert(t, c, rec("after", vec(4, 50)))
+			mustUpsert(t, c, rec("after", testVec(4, 50)))
 			crashClose(t, c)
 			c, err = Open(dir)
 			if err != nil {
@@ -142,7 +142,7 @@ func TestWALDamageBeforeLaterRecordsIsCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 5 {
-		mustUpsert(t, c, rec(ids(10, "k")[i], vec(4, float32(i))))
+		mustUpsert(t, c, rec(ids(10, "k")[i], testVec(4, float32(i))))
 	}
 	c.mu.Lock()
 	if err := c.rotateLocked(); err != nil {
@@ -150,7 +150,7 @@ func TestWALDamageBeforeLaterRecordsIsCorrupt(t *testing.T) {
 	}
 	c.mu.Unlock()
 	for i := 5; i < 10; i++ {
-		mustUpsert(t, c, rec(ids(10, "k")[i], vec(4, float32(i))))
+		mustUpsert(t, c, rec(ids(10, "k")[i], testVec(4, float32(i))))
 	}
 	crashClose(t, c)
 	segs, _ := listSegments(dir)
@@ -194,7 +194,7 @@ func TestWALBadSegmentHeaderAtTail(t *testing.T) {
 	if st := c.Stats(); st.Seq != 3 {
 		t.Fatalf("seq %d", st.Seq)
 	}
-	mustUpsert(t, c, rec("x", vec(4, 1)))
+	mustUpsert(t, c, rec("x", testVec(4, 1)))
 }
 
 func truncate(t *testing.T, path string, n int64) {

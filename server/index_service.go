@@ -279,7 +279,7 @@ func (x *indexService) Search(ctx context.Context, req *embeddv1.SearchRequest) 
 			queries[i] = vecs[j]
 		}
 	}
-	results, err := c.Search(ctx, queries, int(req.K), req.Filter)
+	results, err := c.Search(ctx, queries, int(req.K), index.SearchOptions{Filter: req.Filter, Vectors: req.IncludeVectors})
 	if err != nil {
 		return nil, indexStatus(err)
 	}
@@ -292,9 +292,7 @@ func (x *indexService) Search(ctx context.Context, req *embeddv1.SearchRequest) 
 				hit.Metadata = h.Metadata
 			}
 			if req.IncludeVectors {
-				if r, ok, err := c.Get(h.ID); err == nil && ok {
-					hit.Vector = r.Vector
-				}
+				hit.Vector = h.Vector
 			}
 			sr.Hits[j] = hit
 		}

@@ -2,14 +2,14 @@ package flat
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/embedd/embedd/vec"
 )
 
 // Metric is the similarity a search ranks rows by.
@@ -179,26 +179,17 @@ func validate(m Matrix, queries []float32, k int, o Options) error {
 	return nil
 }
 
-var errZeroQuery = errors.New("embedd/index/flat: zero query vector has no cosine similarity")
-
 // prepareQueries copies the queries into a buffer padded with zero queries
-// to a multiple of four (the kernel's tile), normalising them for Cosine.
+// to a multiple of four (the kernel's tile), normalising them for Cosine
+// with vec.Normalize, which refuses a query without a direction (zero,
+// subnormal or not finite norm).
 func prepareQueries(queries []float32, dim int, metric Metric) ([]float32, error) {
 	q := make([]float32, roundUp4(len(queries)/dim)*dim)
 	copy(q, queries)
 	if metric == Cosine {
 		for i := range len(queries) / dim {
-			v := q[i*dim : (i+1)*dim]
-			var ss float64
-			for _, x := range v {
-				ss += float64(x) * float64(x)
-			}
-			if ss == 0 {
-				return nil, errZeroQuery
-			}
-			inv := 1 / math.Sqrt(ss)
-			for j, x := range v {
-				v[j] = float32(float64(x) * inv)
+			if norm, ok := vec.Normalize(q[i*dim : (i+1)*dim]); !ok {
+				return nil, fmt.Errorf("embedd/index/flat: query %d has norm %g: no cosine similarity", i, norm)
 			}
 		}
 	}

@@ -412,7 +412,7 @@ func TestSearchErrors(t *testing.T) {
 		{"metric", m, q, 1, Options{Metric: 3}, "unknown metric 3"},
 		{"norms", Matrix{Data: m.Data, Dim: 4}, q, 1, Options{Metric: L2}, "0 norms for 3 rows"},
 		{"workers", m, q, 1, Options{Workers: -1}, "-1 workers"},
-		{"zero query", m, make([]float32, 4), 1, Options{}, "zero query"},
+		{"zero query", m, make([]float32, 4), 1, Options{}, "no cosine similarity"},
 	} {
 		_, err := Search(context.Background(), tc.m, tc.q, tc.k, tc.o)
 		if err == nil || !strings.HasPrefix(err.Error(), "embedd/index/flat: ") || !strings.Contains(err.Error(), tc.message) {
