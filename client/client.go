@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -40,7 +41,12 @@ type Client struct {
 }
 
 // Dial returns a client of the server at target ("host:port", or any gRPC
-// target such as "dns:///host:port" or "unix:///path"). Unless WithBlock is
+// target such as "dns:///host:port" or "unix:///path"). A "dns:" target
+// balances calls round-robin over every address the name resolves to, such
+// as the pods behind a Kubernetes headless Service, and resolves again when
+// a connection ends (as servers with max_connection_age end them), so new
+// pods get their share; other targets use one connection at a time (gRPC's
+// pick_first). Unless WithBlock is
 // given it does not connect (gRPC does that in the background) and ctx is
 // not used; with WithBlock, ctx bounds the wait. The caller closes the
 // client.
@@ -71,6 +77,11 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	}
 	if o.apiKey != "" {
 		dopts = append(dopts, grpc.WithPerRPCCredentials(bearer(o.apiKey)))
+	}
+	if strings.HasPrefix(target, "dns:") {
+		// Every address the name resolves to (every pod behind a headless
+		// Service) gets a connection, and calls take turns over them.
+		dopts = append(dopts, grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"round_robin": {}}]}`))
 	}
 	cc, err := grpc.NewClient(target, append(dopts, o.dialOpts...)...)
 	if err != nil {
