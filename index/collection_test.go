@@ -136,6 +136,9 @@ func TestCreateValidation(t *testing.T) {
 	if _, err := Create(dir, Spec{Dim: MaxDim + 1, Metric: Cosine}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("dim too large: %v", err)
 	}
+	if _, err := Create(dir, Spec{Dim: 3}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("the zero metric: %v, want ErrInvalid (it is no metric)", err)
+	}
 	if _, err := Create(dir, Spec{Dim: 3, Metric: Metric(9)}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad metric: %v", err)
 	}

@@ -94,7 +94,7 @@ func (s *Snapshot) search(ctx context.Context, b Backend, id uint64, q []float32
 		Generation: s.Generation(),
 		Rows:       s.Len(),
 	}
-	hits, err := b.Search(ctx, m, q, k, flat.Options{Metric: flatMetric[s.Metric()], Skip: skip})
+	hits, err := b.Search(ctx, m, q, k, flat.Options{Metric: s.Metric(), Skip: skip})
 	if err != nil {
 		return nil, fmt.Errorf("embedd/index: search: %w", err)
 	}
@@ -118,6 +118,3 @@ func (s *Snapshot) search(ctx context.Context, b Backend, id uint64, q []float32
 	}
 	return out, nil
 }
-
-// flatMetric maps a collection's metric to the kernel's.
-var flatMetric = map[Metric]flat.Metric{Cosine: flat.Cosine, Dot: flat.Dot, L2: flat.L2}

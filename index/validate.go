@@ -11,6 +11,7 @@ import (
 	"slices"
 	"unicode/utf8"
 
+	"github.com/embedd/embedd/index/flat"
 	"github.com/embedd/embedd/vec"
 )
 
@@ -55,50 +56,34 @@ func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
 }
 
-// Metric is how a collection scores a query against a row. It is fixed when
-// the collection is created.
-type Metric uint8
+// Metric is how a collection scores a query against a row, fixed when the
+// collection is created. It is the search kernel's type (flat.Metric), so
+// one parse and one zero-value rule serve both layers: the zero value is no
+// metric, and Spec refuses it.
+type Metric = flat.Metric
 
 // The metrics.
 const (
 	// Cosine similarity, larger is closer. Rows are stored normalised to
 	// unit length, so the score is their dot product with the normalised
-	// query; a zero vector is refused.
-	Cosine Metric = iota + 1
+	// query; a vector without a direction (zero, subnormal) is refused.
+	Cosine = flat.Cosine
 	// Dot is the plain inner product, larger is closer.
-	Dot
+	Dot = flat.Dot
 	// L2 scores by squared Euclidean distance ‖q-x‖², smaller is closer.
 	// Each row's squared norm is stored beside it.
-	L2
+	L2 = flat.L2
 )
 
-// String returns the metric's name as ParseMetric reads it.
-func (m Metric) String() string {
-	switch m {
-	case Cosine:
-		return "cosine"
-	case Dot:
-		return "dot"
-	case L2:
-		return "l2"
-	}
-	return fmt.Sprintf("metric(%d)", uint8(m))
-}
-
-// ParseMetric reads "cosine", "dot" or "l2".
+// ParseMetric reads "cosine", "dot" or "l2" (in any case), as
+// flat.ParseMetric does; its error wraps ErrInvalid.
 func ParseMetric(s string) (Metric, error) {
-	switch s {
-	case "cosine":
-		return Cosine, nil
-	case "dot":
-		return Dot, nil
-	case "l2":
-		return L2, nil
+	m, err := flat.ParseMetric(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return 0, invalidf("metric %q is not one of cosine, dot, l2", s)
+	return m, nil
 }
-
-func (m Metric) valid() bool { return m == Cosine || m == Dot || m == L2 }
 
 var namePattern = regexp.MustCompile(`^[a-z0-9_-]{1,64}$`)
 
@@ -129,7 +114,7 @@ func (s Spec) validate() error {
 	if s.Dim < 1 || s.Dim > MaxDim {
 		return invalidf("dim %d is not in [1, %d]", s.Dim, MaxDim)
 	}
-	if !s.Metric.valid() {
+	if !s.Metric.Valid() {
 		return invalidf("metric %d is not one of cosine, dot, l2", s.Metric)
 	}
 	if s.Model != "" && !modelPattern.MatchString(s.Model) {

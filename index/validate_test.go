@@ -17,7 +17,7 @@ func TestParseMetric(t *testing.T) {
 	if _, err := ParseMetric("euclid"); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"euclid"`) {
 		t.Errorf("ParseMetric(euclid) = %v", err)
 	}
-	if Metric(7).String() != "metric(7)" {
+	if Metric(7).String() != "Metric(7)" {
 		t.Error(Metric(7).String())
 	}
 }

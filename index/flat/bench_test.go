@@ -51,7 +51,7 @@ func BenchmarkSearch(b *testing.B) {
 					}
 					b.ResetTimer()
 					for b.Loop() {
-						if _, err := Search(context.Background(), m, queries, 10, Options{}); err != nil {
+						if _, err := Search(context.Background(), m, queries, 10, Options{Metric: Cosine}); err != nil {
 							b.Fatal(err)
 						}
 					}

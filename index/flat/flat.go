@@ -12,15 +12,18 @@ import (
 	"github.com/embedd/embedd/vec"
 )
 
-// Metric is the similarity a search ranks rows by.
-type Metric int
+// Metric is the similarity a search ranks rows by, and a collection's
+// metric (package index uses this type). The zero value is no metric:
+// Search, and a collection's Spec, refuse it, so a forgotten field is an
+// error rather than a silent cosine.
+type Metric uint8
 
 const (
 	// Cosine ranks by cosine similarity, largest first. The matrix rows must
 	// already be unit length (the storage layer normalises them); Search
 	// normalises the queries, so the score is the dot product of unit
 	// vectors.
-	Cosine Metric = iota
+	Cosine Metric = iota + 1
 	// Dot ranks by inner product, largest first.
 	Dot
 	// L2 ranks by squared Euclidean distance, smallest first. It needs
@@ -30,21 +33,24 @@ const (
 
 var metricNames = [...]string{Cosine: "cosine", Dot: "dot", L2: "l2"}
 
+// Valid reports whether m is Cosine, Dot or L2.
+func (m Metric) Valid() bool { return m >= Cosine && m <= L2 }
+
 // String returns the metric's name as ParseMetric reads it: "cosine", "dot"
-// or "l2".
+// or "l2" (collection manifests store it so).
 func (m Metric) String() string {
-	if m >= 0 && int(m) < len(metricNames) {
+	if m.Valid() {
 		return metricNames[m]
 	}
-	return fmt.Sprintf("Metric(%d)", int(m))
+	return fmt.Sprintf("Metric(%d)", m)
 }
 
 // ParseMetric returns the metric named s ("cosine", "dot" or "l2", in any
 // case).
 func ParseMetric(s string) (Metric, error) {
-	for m, name := range metricNames {
-		if strings.EqualFold(s, name) {
-			return Metric(m), nil
+	for m := Cosine; m <= L2; m++ {
+		if strings.EqualFold(s, metricNames[m]) {
+			return m, nil
 		}
 	}
 	return 0, fmt.Errorf("embedd/index/flat: unknown metric %q (want cosine, dot or l2)", s)
@@ -70,7 +76,7 @@ type Matrix struct {
 
 // Options tunes a search.
 type Options struct {
-	// Metric is the ranking; the zero value is Cosine.
+	// Metric is the ranking; it must be set (the zero value is none).
 	Metric Metric
 	// Skip, if not nil, is a bitmap of rows to leave out of the results
 	// (deleted rows, rows a filter rejects): row r is skipped when bit r%64
@@ -169,8 +175,8 @@ func validate(m Matrix, queries []float32, k int, o Options) error {
 		return fmt.Errorf("embedd/index/flat: queries have %d values, not a multiple of dimension %d", len(queries), m.Dim)
 	case k < 1:
 		return fmt.Errorf("embedd/index/flat: k is %d, want at least 1", k)
-	case o.Metric < Cosine || o.Metric > L2:
-		return fmt.Errorf("embedd/index/flat: unknown metric %d", int(o.Metric))
+	case !o.Metric.Valid():
+		return fmt.Errorf("embedd/index/flat: unknown metric %d (want Cosine, Dot or L2)", o.Metric)
 	case o.Metric == L2 && len(m.Norms) != len(m.Data)/m.Dim:
 		return fmt.Errorf("embedd/index/flat: L2 needs one norm per row: %d norms for %d rows", len(m.Norms), len(m.Data)/m.Dim)
 	case o.Workers < 0:

@@ -383,13 +383,13 @@ func TestSearchCancel(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Search(ctx, m, queries, 10, Options{}); !errors.Is(err, context.Canceled) {
+	if _, err := Search(ctx, m, queries, 10, Options{Metric: Cosine}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled before: err = %v", err)
 	}
 
 	late := &lateCancel{Context: context.Background(), done: make(chan struct{})}
 	close(late.done)
-	if _, err := Search(late, m, queries, 10, Options{}); !errors.Is(err, context.Canceled) {
+	if _, err := Search(late, m, queries, 10, Options{Metric: Cosine}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled during: err = %v", err)
 	}
 }
@@ -405,14 +405,15 @@ func TestSearchErrors(t *testing.T) {
 		o       Options
 		message string
 	}{
-		{"dim", Matrix{Data: m.Data}, q, 1, Options{}, "dimension 0"},
-		{"ragged matrix", Matrix{Data: m.Data[:11], Dim: 4}, q, 1, Options{}, "matrix has 11 values"},
-		{"ragged queries", m, q[:3], 1, Options{}, "queries have 3 values"},
-		{"k", m, q, 0, Options{}, "k is 0"},
-		{"metric", m, q, 1, Options{Metric: 3}, "unknown metric 3"},
+		{"dim", Matrix{Data: m.Data}, q, 1, Options{Metric: Cosine}, "dimension 0"},
+		{"ragged matrix", Matrix{Data: m.Data[:11], Dim: 4}, q, 1, Options{Metric: Cosine}, "matrix has 11 values"},
+		{"ragged queries", m, q[:3], 1, Options{Metric: Cosine}, "queries have 3 values"},
+		{"k", m, q, 0, Options{Metric: Cosine}, "k is 0"},
+		{"metric", m, q, 1, Options{Metric: 4}, "unknown metric 4"},
+		{"no metric", m, q, 1, Options{}, "unknown metric 0"},
 		{"norms", Matrix{Data: m.Data, Dim: 4}, q, 1, Options{Metric: L2}, "0 norms for 3 rows"},
-		{"workers", m, q, 1, Options{Workers: -1}, "-1 workers"},
-		{"zero query", m, make([]float32, 4), 1, Options{}, "no cosine similarity"},
+		{"workers", m, q, 1, Options{Metric: Cosine, Workers: -1}, "-1 workers"},
+		{"zero query", m, make([]float32, 4), 1, Options{Metric: Cosine}, "no cosine similarity"},
 	} {
 		_, err := Search(context.Background(), tc.m, tc.q, tc.k, tc.o)
 		if err == nil || !strings.HasPrefix(err.Error(), "embedd/index/flat: ") || !strings.Contains(err.Error(), tc.message) {
@@ -426,7 +427,7 @@ func TestSearchEmpty(t *testing.T) {
 	if err != nil || len(got) != 1 || len(got[0]) != 0 {
 		t.Fatalf("empty matrix: %v, %v", got, err)
 	}
-	got, err = Search(context.Background(), fixture(rand.New(rand.NewPCG(1, 1)), 10, 3), nil, 5, Options{})
+	got, err = Search(context.Background(), fixture(rand.New(rand.NewPCG(1, 1)), 10, 3), nil, 5, Options{Metric: Cosine})
 	if err != nil || len(got) != 0 {
 		t.Fatalf("no queries: %v, %v", got, err)
 	}

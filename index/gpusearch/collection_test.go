@@ -55,11 +55,11 @@ func TestCollectionOnGPU(t *testing.T) {
 			check := func(k int, filter map[string]string) {
 				t.Helper()
 				qs := [][]float32{vec(), vec(), vec()}
-				want, err := cpu.Search(ctx, qs, k, filter)
+				want, err := cpu.Search(ctx, qs, k, index.SearchOptions{Filter: filter})
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, err := dev.Search(ctx, qs, k, filter)
+				got, err := dev.Search(ctx, qs, k, index.SearchOptions{Filter: filter})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -2,16 +2,17 @@ package gpusearch
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 
 	"github.com/embedd/embedd/index/flat"
+	"github.com/embedd/embedd/vec"
 )
 
-var errZeroQuery = errors.New("embedd/index/gpusearch: zero query vector has no cosine similarity")
-
-// prepareQueries copies the queries, normalising them for Cosine exactly as
-// flat does (float64 sum of squares, float64 scaling).
+// prepareQueries copies the queries, normalising them for Cosine with
+// vec.Normalize, as flat does, so that both backends score the same unit
+// vectors.
 func prepareQueries(queries []float32, dim int, metric flat.Metric) ([]float32, error) {
 	q := slices.Clone(queries)
 	for _, x := range q {
@@ -23,17 +24,8 @@ func prepareQueries(queries []float32, dim int, metric flat.Metric) ([]float32, 
 		return q, nil
 	}
 	for i := range len(q) / dim {
-		v := q[i*dim : (i+1)*dim]
-		var ss float64
-		for _, x := range v {
-			ss += float64(x) * float64(x)
-		}
-		if ss == 0 {
-			return nil, errZeroQuery
-		}
-		inv := 1 / math.Sqrt(ss)
-		for j, x := range v {
-			v[j] = float32(float64(x) * inv)
+		if norm, ok := vec.Normalize(q[i*dim : (i+1)*dim]); !ok {
+			return nil, fmt.Errorf("embedd/index/gpusearch: query %d has norm %g: no cosine similarity", i, norm)
 		}
 	}
 	return q, nil
