@@ -7,6 +7,8 @@ import (
 	"math"
 	"path/filepath"
 	"unsafe"
+
+	"github.com/embedd/embedd/vec"
 )
 
 // Mapping reservations: vectors get a large one so that growth almost never
@@ -106,15 +108,11 @@ func (m *matrix) ensure(rows int) error {
 
 // writeRow stores row (dim little-endian float32, as in the WAL) at index
 // row, and its squared norm for L2. The caller ensured room.
-func (m *matrix) writeRow(row int, vec []byte) {
+func (m *matrix) writeRow(row int, v []byte) {
 	off := fileHeaderSize + int64(row)*int64(m.dim)*4
-	copy(m.vecs.mem[off:off+int64(m.dim)*4], vec)
+	copy(m.vecs.mem[off:off+int64(m.dim)*4], v)
 	if m.norms != nil {
-		var sum float64
-		for j := 0; j < len(vec); j += 4 {
-			x := float64(math.Float32frombits(binary.LittleEndian.Uint32(vec[j:])))
-			sum += x * x
-		}
+		sum := vec.SquaredNorm(floats(m.vecs.mem[off:], m.dim))
 		binary.LittleEndian.PutUint32(m.norms.mem[fileHeaderSize+int64(row)*4:], math.Float32bits(float32(sum)))
 	}
 }
