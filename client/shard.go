@@ -162,6 +162,36 @@ func (s *Shards) Delete(ctx context.Context, collection string, ids []string) (u
 	return total, joined("Delete", errs)
 }
 
+// Get returns the records ids of collection that exist, from their
+// shards, in request order, and lists the ids that do not.
+func (s *Shards) Get(ctx context.Context, collection string, ids []string) (*embeddv1.GetResponse, error) {
+	parts := byShard(len(s.clients), ids, func(id string) string { return id })
+	answers := make([]*embeddv1.GetResponse, len(s.clients))
+	errs := s.each(func(i int) bool { return len(parts[i]) > 0 }, func(i int, c *Client) error {
+		var err error
+		answers[i], err = c.Get(ctx, collection, parts[i])
+		return err
+	})
+	if err := joined("Get", errs); err != nil {
+		return nil, err
+	}
+	found := map[string]*embeddv1.Record{}
+	for _, a := range answers {
+		for _, r := range a.GetRecords() {
+			found[r.GetId()] = r
+		}
+	}
+	out := &embeddv1.GetResponse{}
+	for _, id := range ids {
+		if r, ok := found[id]; ok {
+			out.Records = append(out.Records, r)
+		} else {
+			out.Missing = append(out.Missing, id)
+		}
+	}
+	return out, nil
+}
+
 // ShardedSearchOptions change Shards.Search.
 type ShardedSearchOptions struct {
 	// AllowPartial merges the answers of the shards that answered when

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -179,8 +180,9 @@ const maxBatchBytes = 4 << 20
 
 func upsertCmd(e *env, args []string) int {
 	const cmd = "upsert"
-	fs := e.newFlagSet(cmd, "upsert [--batch N] COLLECTION < records\n\nReads one record per line of stdin, {\"id\": ..., \"vector\": [...], \"metadata\": {...}}, or with\n\"text\" instead of \"vector\" to have the server embed it with the collection's model,\nsends them in batches, and prints {\"upserted\": n}.")
+	fs := e.newFlagSet(cmd, "upsert [--batch N] [--shards A,B,...] COLLECTION < records\n\nReads one record per line of stdin, {\"id\": ..., \"vector\": [...], \"metadata\": {...}}, or with\n\"text\" instead of \"vector\" to have the server embed it with the collection's model,\nsends them in batches, and prints {\"upserted\": n}.")
 	batch := fs.Int("batch", 256, "records per request (requests are also kept under 4 MiB)")
+	shards := fs.String("shards", "", shardsUsage)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return parseExit(err)
@@ -191,7 +193,7 @@ func upsertCmd(e *env, args []string) int {
 	if *batch < 1 {
 		return e.usageErr(cmd, "--batch %d is not ≥ 1", *batch)
 	}
-	c, code := e.connect(cmd)
+	c, code := e.connectRecords(cmd, *shards)
 	if c == nil {
 		return code
 	}
@@ -279,10 +281,35 @@ func parseRecord(line []byte) (*embeddv1.Record, error) {
 	return &embeddv1.Record{Id: r.ID, Vector: r.Vector, Text: r.Text, Metadata: md}, nil
 }
 
+// records is a server, or the shards of a collection split by id.
+type records interface {
+	Upsert(ctx context.Context, req *embeddv1.UpsertRequest) (uint64, error)
+	Delete(ctx context.Context, collection string, ids []string) (uint64, error)
+	Get(ctx context.Context, collection string, ids []string) (*embeddv1.GetResponse, error)
+	Close() error
+}
+
+// connectRecords dials the shards when list is not empty, else the
+// server; the caller closes the result, which is nil on failure.
+func (e *env) connectRecords(cmd, list string) (records, int) {
+	if list != "" {
+		s, code := e.connectShards(cmd, list)
+		if s == nil {
+			return nil, code
+		}
+		return s, 0
+	}
+	c, code := e.connect(cmd)
+	if c == nil {
+		return nil, code
+	}
+	return c, 0
+}
+
 func deleteCmd(e *env, args []string) int {
 	const cmd = "delete"
-	return e.withCollectionIDs(cmd, "delete COLLECTION ID...\n\nRemoves records by id and prints {\"deleted\": n}, the number that existed.", args,
-		func(c *client.Client, collection string, ids []string) int {
+	return e.withCollectionIDs(cmd, "delete [--shards A,B,...] COLLECTION ID...\n\nRemoves records by id and prints {\"deleted\": n}, the number that existed.", args,
+		func(c records, collection string, ids []string) int {
 			n, err := c.Delete(e.ctx, collection, ids)
 			if err != nil {
 				return e.fail(cmd, err)
@@ -293,8 +320,8 @@ func deleteCmd(e *env, args []string) int {
 
 func getCmd(e *env, args []string) int {
 	const cmd = "get"
-	return e.withCollectionIDs(cmd, "get COLLECTION ID...\n\nPrints the records as JSON lines, in the order asked; ids not found are listed on\nstderr and make the exit status 1.", args,
-		func(c *client.Client, collection string, ids []string) int {
+	return e.withCollectionIDs(cmd, "get [--shards A,B,...] COLLECTION ID...\n\nPrints the records as JSON lines, in the order asked; ids not found are listed on\nstderr and make the exit status 1.", args,
+		func(c records, collection string, ids []string) int {
 			resp, err := c.Get(e.ctx, collection, ids)
 			if err != nil {
 				return e.fail(cmd, err)
@@ -314,8 +341,9 @@ func getCmd(e *env, args []string) int {
 
 // withCollectionIDs parses "COLLECTION ID..." (at least one id), connects,
 // and runs fn; it returns fn's exit status, or the usage or connection one.
-func (e *env) withCollectionIDs(cmd, usage string, args []string, fn func(c *client.Client, collection string, ids []string) int) int {
+func (e *env) withCollectionIDs(cmd, usage string, args []string, fn func(c records, collection string, ids []string) int) int {
 	fs := e.newFlagSet(cmd, usage)
+	shards := fs.String("shards", "", shardsUsage)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return parseExit(err)
@@ -323,7 +351,7 @@ func (e *env) withCollectionIDs(cmd, usage string, args []string, fn func(c *cli
 	if len(pos) < 2 {
 		return e.usageErr(cmd, "want COLLECTION and at least one ID")
 	}
-	c, code := e.connect(cmd)
+	c, code := e.connectRecords(cmd, *shards)
 	if c == nil {
 		return code
 	}
@@ -372,7 +400,7 @@ type hitJSON struct {
 
 func searchCmd(e *env, args []string) int {
 	const cmd = "search"
-	fs := e.newFlagSet(cmd, "search COLLECTION (--text T | --vector '[...]') [--k 10] [--filter key=value]...\n\nPrints the k nearest records as JSON lines {\"rank\", \"id\", \"score\", \"metadata\"}, best first.")
+	fs := e.newFlagSet(cmd, "search [--shards A,B,... [--partial]] COLLECTION (--text T | --vector '[...]') [--k 10] [--filter key=value]...\n\nPrints the k nearest records as JSON lines {\"rank\", \"id\", \"score\", \"metadata\"}, best first.\nWith --shards every shard is asked for k and the answers are merged exactly (by score,\nthen id); a shard that does not answer fails the search unless --partial is given.")
 	k := fs.Uint("k", 10, "number of results, in [1, 10000]")
 	text := fs.String("text", "", "query `text`, embedded with the collection's model")
 	vector := fs.String("vector", "", "query vector as a JSON `array`")
@@ -380,12 +408,17 @@ func searchCmd(e *env, args []string) int {
 	fs.Var(filter, "filter", "keep records whose metadata has `key=value` (repeatable; all must hold)")
 	withMeta := fs.Bool("metadata", true, "print each hit's metadata")
 	withVec := fs.Bool("vectors", false, "print each hit's vector")
+	shards := fs.String("shards", "", shardsUsage)
+	partial := fs.Bool("partial", false, "with --shards: print the merged hits of the shards that answer when others do not (those are named on stderr; exit status 0)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return parseExit(err)
 	}
 	if len(pos) != 1 {
 		return e.usageErr(cmd, "want one COLLECTION, got %d arguments", len(pos))
+	}
+	if *partial && *shards == "" {
+		return e.usageErr(cmd, "--partial needs --shards")
 	}
 	if *k < 1 || *k > 10000 {
 		return e.usageErr(cmd, "--k %d is not in [1, 10000]", *k)
@@ -403,17 +436,13 @@ func searchCmd(e *env, args []string) int {
 		}
 		q = &embeddv1.Query{Query: &embeddv1.Query_Vector{Vector: &embeddv1.Embedding{Values: v}}}
 	}
-	c, code := e.connect(cmd)
-	if c == nil {
-		return code
-	}
-	defer c.Close()
-	res, err := c.Search(e.ctx, &embeddv1.SearchRequest{
+	req := &embeddv1.SearchRequest{
 		Collection: pos[0], Queries: []*embeddv1.Query{q}, K: uint32(*k), Filter: filter,
 		IncludeMetadata: *withMeta, IncludeVectors: *withVec,
-	})
-	if err != nil {
-		return e.fail(cmd, err)
+	}
+	res, code := e.search(cmd, req, *shards, *partial)
+	if res == nil {
+		return code
 	}
 	out := bufio.NewWriter(e.stdout)
 	enc := json.NewEncoder(out)
@@ -426,4 +455,50 @@ func searchCmd(e *env, args []string) int {
 		return e.fail(cmd, fmt.Errorf("writing output: %w", err))
 	}
 	return 0
+}
+
+// search runs req on the server, or on the shards when list is not empty
+// (naming on stderr those that did not answer when partial); it returns
+// nil and the exit status on failure.
+func (e *env) search(cmd string, req *embeddv1.SearchRequest, list string, partial bool) ([]*embeddv1.SearchResult, int) {
+	if list == "" {
+		c, code := e.connect(cmd)
+		if c == nil {
+			return nil, code
+		}
+		defer c.Close()
+		res, err := c.Search(e.ctx, req)
+		if err != nil {
+			return nil, e.fail(cmd, err)
+		}
+		return res, 0
+	}
+	s, code := e.connectShards(cmd, list)
+	if s == nil {
+		return nil, code
+	}
+	defer s.Close()
+	res, err := s.Search(e.ctx, req, client.ShardedSearchOptions{AllowPartial: partial})
+	if err != nil {
+		return nil, e.failShards(cmd, err)
+	}
+	for _, f := range res.Failed {
+		fmt.Fprintf(e.stderr, "embedctl %s: partial results: shard %d (%s) did not answer: %s\n", cmd, f.Shard, f.Target, describe(f.Err))
+	}
+	return res.Results, 0
+}
+
+// failShards prints a sharded call's error, one line per failed shard,
+// and returns exit code 1.
+func (e *env) failShards(cmd string, err error) int {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, se := range joined.Unwrap() {
+			if f, ok := errors.AsType[*client.ShardError](se); ok {
+				fmt.Fprintf(e.stderr, "embedctl %s: shard %d (%s): %s\n", cmd, f.Shard, f.Target, describe(f.Err))
+			}
+		}
+		return 1
+	}
+	return e.fail(cmd, err)
 }

@@ -2,7 +2,8 @@
 //
 //	embedctl [global flags] <command> [flags] [args]
 //
-// Global flags: --addr HOST:PORT (default $EMBEDD_ADDR, else
+// Global flags: --addr TARGET (HOST:PORT, or dns:///HOST:PORT to balance
+// round-robin over every address of the name; default $EMBEDD_ADDR, else
 // 127.0.0.1:50051), --api-key KEY (default $EMBEDD_API_KEY), --tls-ca FILE
 // or --tls (TLS with the system's roots), --timeout D (each call; streams
 // are not bounded). Output is JSON lines unless a command prints a table;
@@ -51,6 +52,9 @@ commands:
   get COLLECTION ID...
   search COLLECTION (--text T | --vector '[...]') [--k 10] [--filter key=value]...
 
+upsert, delete, get and search take --shards A,B,... for a collection split over servers by
+id (search also --partial); see their -h
+
 run "embedctl <command> -h" for a command's flags
 
 global flags:
@@ -94,7 +98,7 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := flag.NewFlagSet("embedctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&e.addr, "addr", "", "server `host:port` (default $EMBEDD_ADDR, else 127.0.0.1:50051)")
+	fs.StringVar(&e.addr, "addr", "", "server `host:port`, or dns:///host:port to balance round-robin over its addresses (default $EMBEDD_ADDR, else 127.0.0.1:50051)")
 	fs.StringVar(&e.apiKey, "api-key", "", "API `key`, sent as authorization: Bearer KEY (default $EMBEDD_API_KEY)")
 	fs.StringVar(&e.tlsCA, "tls-ca", "", "connect over TLS, trusting the CA certificates in `file` (PEM)")
 	fs.BoolVar(&e.tls, "tls", false, "connect over TLS, trusting the system's CA certificates")
@@ -136,6 +140,11 @@ func runContext(ctx context.Context, args []string, stdin io.Reader, stdout, std
 
 // dial connects to the server with the global settings.
 func (e *env) dial() (*client.Client, error) {
+	return client.Dial(e.ctx, e.addr, e.options()...)
+}
+
+// options are the client options of the global settings.
+func (e *env) options() []client.Option {
 	opts := []client.Option{client.WithTimeout(e.timeout)}
 	switch {
 	case e.tlsCA != "":
@@ -146,7 +155,26 @@ func (e *env) dial() (*client.Client, error) {
 	if e.apiKey != "" {
 		opts = append(opts, client.WithAPIKey(e.apiKey))
 	}
-	return client.Dial(e.ctx, e.addr, opts...)
+	return opts
+}
+
+// shardsUsage documents the --shards flag of the commands that take it.
+const shardsUsage = "comma-separated shard `targets` in shard order (instead of --addr): records go to shard client.ShardOf(id), searches ask every shard and merge"
+
+// connectShards dials the comma-separated targets as shards, reporting a
+// failure as cmd's; the caller closes the result.
+func (e *env) connectShards(cmd, list string) (*client.Shards, int) {
+	targets := strings.Split(list, ",")
+	for i, t := range targets {
+		if targets[i] = strings.TrimSpace(t); targets[i] == "" {
+			return nil, e.usageErr(cmd, "--shards %q has an empty target", list)
+		}
+	}
+	s, err := client.DialShards(e.ctx, targets, e.options()...)
+	if err != nil {
+		return nil, e.fail(cmd, err)
+	}
+	return s, 0
 }
 
 // connect dials, reporting a failure as cmd's; the caller closes the client.
