@@ -19,14 +19,26 @@ const (
 	cudaHostRegisterReadOnly = 8
 	cudaEventDefault         = 0
 
-	cudaDevAttrMultiProcessorCount    = 16
-	cudaDevAttrComputeCapabilityMajor = 75
-	cudaDevAttrComputeCapabilityMinor = 76
+	cudaDevAttrMultiProcessorCount           = 16
+	cudaDevAttrComputeCapabilityMajor        = 75
+	cudaDevAttrComputeCapabilityMinor        = 76
+	cudaDevAttrHostRegisterSupported         = 99
+	cudaDevAttrHostRegisterReadOnlySupported = 113
 )
 
-// dim3 mirrors CUDA's dim3 (three unsigned ints), passed by value to cudaLaunchKernel;
-// purego passes small structs by value on linux/amd64 and linux/arm64.
+// dim3 mirrors CUDA's dim3 (three unsigned ints), which cudaLaunchKernel takes by
+// value. It is not passed to C as a struct (purego v0.11.3 drops the third field on
+// linux/arm64) but as the two integer registers it occupies (see regs).
 type dim3 struct{ X, Y, Z uint32 }
+
+// regs returns d as a C caller passes a dim3 argument on linux/amd64 (SysV) and
+// linux/arm64 (AAPCS64): a 12-byte struct of integers goes in two consecutive
+// general registers holding its bytes in memory order, little-endian, so x | y<<32
+// and then z (the upper half is padding). Passing these two as uint64 arguments is
+// ABI-identical to passing the struct.
+func (d dim3) regs() (xy, z uint64) {
+	return uint64(d.X) | uint64(d.Y)<<32, uint64(d.Z)
+}
 
 // cudart holds the CUDA runtime entry points, one function-typed field per prototype.
 // cudaError_t is an int enum (int32); streams, events, libraries and kernels are
@@ -85,6 +97,8 @@ type cudart struct {
 	eventSynchronize func(event uintptr) int32
 	// cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end)
 	eventElapsedTime func(ms *float32, start, end uintptr) int32
+	// The cudaLibrary API (CUDA 12.8 and later; bound by bindLibraryAPI, nil when absent).
+	//
 	// cudaError_t cudaLibraryLoadData(cudaLibrary_t* library, const void* code,
 	//     cudaJitOption* jitOptions, void** jitOptionsValues, unsigned int numJitOptions,
 	//     cudaLibraryOption* libraryOptions, void** libraryOptionValues, unsigned int numLibraryOptions)
@@ -94,7 +108,8 @@ type cudart struct {
 	// cudaError_t cudaLibraryGetKernel(cudaKernel_t* pKernel, cudaLibrary_t library, const char* name)
 	libraryGetKernel func(kernel *uintptr, lib uintptr, name string) int32
 	// cudaError_t cudaLaunchKernel(const void* func, dim3 gridDim, dim3 blockDim, void** args, size_t sharedMem, cudaStream_t stream)
-	launchKernel func(fn uintptr, grid, block dim3, args unsafe.Pointer, sharedMem uint64, stream uintptr) int32
+	// Each dim3 is passed as its two registers (dim3.regs).
+	launchKernel func(fn uintptr, gridXY, gridZ, blockXY, blockZ uint64, args unsafe.Pointer, sharedMem uint64, stream uintptr) int32
 	// cudaError_t cudaGetLastError(void)
 	getLastError func() int32
 }
@@ -127,12 +142,23 @@ func (r *cudart) bind(h uintptr) error {
 		"cudaEventSynchronize":      &r.eventSynchronize,
 		// CUDA 12.8 added cudaEventElapsedTime_v2 (same prototype); accept either.
 		"cudaEventElapsedTime|cudaEventElapsedTime_v2": &r.eventElapsedTime,
-		"cudaLibraryLoadData":                          &r.libraryLoadData,
-		"cudaLibraryUnload":                            &r.libraryUnload,
-		"cudaLibraryGetKernel":                         &r.libraryGetKernel,
-		"cudaLaunchKernel":                             &r.launchKernel,
-		"cudaGetLastError":                             &r.getLastError,
+		"cudaLaunchKernel": &r.launchKernel,
+		"cudaGetLastError": &r.getLastError,
 	})
+}
+
+// bindLibraryAPI binds the cudaLibrary API, new in CUDA 12.8: all three entry
+// points, or none and an error naming a missing one.
+func (r *cudart) bindLibraryAPI(h uintptr) error {
+	err := bindAll(h, map[string]any{
+		"cudaLibraryLoadData":  &r.libraryLoadData,
+		"cudaLibraryUnload":    &r.libraryUnload,
+		"cudaLibraryGetKernel": &r.libraryGetKernel,
+	})
+	if err != nil {
+		r.libraryLoadData, r.libraryUnload, r.libraryGetKernel = nil, nil, nil
+	}
+	return err
 }
 
 // Error is a failed CUDA runtime, cuBLAS or NVRTC call.

@@ -51,21 +51,11 @@ func (l *Lib) Devices() ([]DeviceInfo, error) {
 	}
 	infos := make([]DeviceInfo, 0, n)
 	for i := range int(n) {
-		info := DeviceInfo{Ordinal: i}
-		for _, a := range []struct {
-			attr int32
-			dst  *int
-		}{
-			{cudaDevAttrComputeCapabilityMajor, &info.Major},
-			{cudaDevAttrComputeCapabilityMinor, &info.Minor},
-			{cudaDevAttrMultiProcessorCount, &info.SMs},
-		} {
-			var v int32
-			if err := l.rt.check(l.rt.deviceGetAttribute(&v, a.attr, int32(i)), "cudaDeviceGetAttribute(%d, %d)", a.attr, i); err != nil {
-				return nil, err
-			}
-			*a.dst = int(v)
+		v, err := l.rt.attributes(i, cudaDevAttrComputeCapabilityMajor, cudaDevAttrComputeCapabilityMinor, cudaDevAttrMultiProcessorCount)
+		if err != nil {
+			return nil, err
 		}
+		info := DeviceInfo{Ordinal: i, Major: v[0], Minor: v[1], SMs: v[2]}
 		var bus [32]byte
 		if err := l.rt.check(l.rt.deviceGetPCIBusID(unsafe.Pointer(&bus[0]), int32(len(bus)), int32(i)), "cudaDeviceGetPCIBusId(%d)", i); err != nil {
 			return nil, err
@@ -73,7 +63,7 @@ func (l *Lib) Devices() ([]DeviceInfo, error) {
 		if j := bytes.IndexByte(bus[:], 0); j >= 0 {
 			info.PCIBusID = string(bus[:j])
 		}
-		err := l.onThread(i, func() error {
+		err = l.onThread(i, func() error {
 			var free, total uint64
 			err := l.rt.check(l.rt.memGetInfo(&free, &total), "cudaMemGetInfo")
 			info.FreeBytes, info.TotalBytes = free, total
@@ -171,21 +161,31 @@ func (d *Device) do(fn func(rt *cudart) error) (err error) {
 	}
 }
 
+// attributes returns device ordinal's attributes attrs (cudaDeviceGetAttribute), in
+// order.
+func (r *cudart) attributes(ordinal int, attrs ...int32) ([]int, error) {
+	vals := make([]int, len(attrs))
+	for i, a := range attrs {
+		var v int32
+		if err := r.check(r.deviceGetAttribute(&v, a, int32(ordinal)), "cudaDeviceGetAttribute(%d, %d)", a, ordinal); err != nil {
+			return nil, err
+		}
+		vals[i] = int(v)
+	}
+	return vals, nil
+}
+
 // Ordinal returns the device's CUDA ordinal.
 func (d *Device) Ordinal() int { return d.ordinal }
 
 // ComputeCapability returns the device's compute capability (e.g. 9, 0 on an H100).
 func (d *Device) ComputeCapability() (major, minor int, err error) {
 	err = d.do(func(rt *cudart) error {
-		var ma, mi int32
-		if err := rt.check(rt.deviceGetAttribute(&ma, cudaDevAttrComputeCapabilityMajor, int32(d.ordinal)), "cudaDeviceGetAttribute(major)"); err != nil {
-			return err
+		v, err := rt.attributes(d.ordinal, cudaDevAttrComputeCapabilityMajor, cudaDevAttrComputeCapabilityMinor)
+		if err == nil {
+			major, minor = v[0], v[1]
 		}
-		if err := rt.check(rt.deviceGetAttribute(&mi, cudaDevAttrComputeCapabilityMinor, int32(d.ordinal)), "cudaDeviceGetAttribute(minor)"); err != nil {
-			return err
-		}
-		major, minor = int(ma), int(mi)
-		return nil
+		return err
 	})
 	return major, minor, err
 }

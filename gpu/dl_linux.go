@@ -8,12 +8,12 @@ import (
 	"github.com/ebitengine/purego"
 )
 
-// Library names tried, in order, by Load: CUDA 13 first, then CUDA 12.
-var (
-	cudartNames = []string{"libcudart.so.13", "libcudart.so.12"}
-	cublasNames = []string{"libcublas.so.13", "libcublas.so.12"}
-	nvrtcNames  = []string{"libnvrtc.so.13", "libnvrtc.so.12"}
-)
+// cudaMajors are the CUDA releases Load tries, newest first; each is opened as a
+// whole (runtime, cuBLAS and NVRTC of the same major).
+var cudaMajors = []libSet{
+	{Major: 13, Runtime: "libcudart.so.13", BLAS: "libcublas.so.13", NVRTC: "libnvrtc.so.13"},
+	{Major: 12, Runtime: "libcudart.so.12", BLAS: "libcublas.so.12", NVRTC: "libnvrtc.so.12"},
+}
 
 // dlopen opens a shared library with RTLD_NOW|RTLD_LOCAL, searching the loader's
 // path (LD_LIBRARY_PATH, ld.so.cache).

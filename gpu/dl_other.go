@@ -5,11 +5,7 @@ package gpu
 import "errors"
 
 // CUDA is loaded on Linux only; elsewhere Load reports ErrNoCUDA without trying.
-var (
-	cudartNames []string
-	cublasNames []string
-	nvrtcNames  []string
-)
+var cudaMajors []libSet
 
 var errNoDL = errors.New("embedd/gpu: run-time loading is implemented on linux only")
 

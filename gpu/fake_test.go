@@ -4,11 +4,15 @@ package gpu
 
 import (
 	"errors"
+	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"unsafe"
 
@@ -19,33 +23,45 @@ import (
 // testdata/fakecuda.c, a fake CUDA runtime, cuBLAS and NVRTC built with gcc (they
 // skip without gcc). They check what the CPU can check: symbols resolve, arguments
 // arrive in the order and types of the real C prototypes (including dim3 by value,
-// float pointers and 19-argument calls), the device thread's current device, every
-// object's release, and the top-k launches' parameters. They do not check CUDA.
+// which the package passes as registers, float pointers and 19-argument calls), the
+// choice of CUDA release, optional symbols, fallbacks on device attributes, the
+// device thread's current device, every object's release, and the top-k launches'
+// parameters and image. They do not check CUDA.
 
 // fake holds the fake library's test helpers.
 type fake struct {
-	launchCount func() int32
-	launchReset func()
-	launch      func(i int32, out *[16]int64) int32
-	live        func() int64 // live handles·1e6 + registered ranges
+	launchCount         func() int32
+	launchReset         func()
+	launch              func(i int32, out *[16]int64) int32
+	live                func() int64 // live handles·1e6 + registered ranges
+	setAttr             func(attr, v int32)
+	setDeviceCountError func(code int32)
+	registerFlags       func() uint32
+	libraryImage        func(lib uintptr) unsafe.Pointer
+	loadedKind          func() int32 // of the last cudaLibraryLoadData: 1 PTX, 2 cubin
+	compiledArch        func() int32 // of the last successful nvrtcCompileProgram
 }
 
-// withFake builds the fake library, points Load's name lists at it for the test,
-// and returns the loaded Lib (closed at cleanup) and the helpers.
-func withFake(t *testing.T) (*Lib, *fake) {
+// buildFake builds testdata/fakecuda.c with gcc and flags into a shared library
+// and returns its path; it skips the test without gcc.
+func buildFake(t *testing.T, flags ...string) string {
 	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
 		t.Skipf("no gcc to build the fake CUDA library: %v", err)
 	}
 	so := filepath.Join(t.TempDir(), "libfakecuda.so")
-	if out, err := exec.Command(gcc, "-shared", "-fPIC", "-O1", "-o", so, "testdata/fakecuda.c").CombinedOutput(); err != nil {
+	args := append(append([]string{"-shared", "-fPIC", "-O1"}, flags...), "-o", so, "testdata/fakecuda.c")
+	if out, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, out)
 	}
-	saved := [3][]string{cudartNames, cublasNames, nvrtcNames}
-	cudartNames, cublasNames, nvrtcNames = []string{"libcudart-missing.so", so}, []string{so}, []string{so}
-	t.Cleanup(func() { cudartNames, cublasNames, nvrtcNames = saved[0], saved[1], saved[2] })
+	return so
+}
 
+// openFake opens the fake library so (the instance Load opens too) for its test
+// helpers, until the test ends.
+func openFake(t *testing.T, so string) *fake {
+	t.Helper()
 	h, err := purego.Dlopen(so, purego.RTLD_NOW|purego.RTLD_LOCAL)
 	if err != nil {
 		t.Fatal(err)
@@ -55,9 +71,30 @@ func withFake(t *testing.T) (*Lib, *fake) {
 	for name, fp := range map[string]any{
 		"fake_launch_count": &f.launchCount, "fake_launch_reset": &f.launchReset,
 		"fake_launch": &f.launch, "fake_live": &f.live,
+		"fake_set_attr": &f.setAttr, "fake_set_device_count_error": &f.setDeviceCountError,
+		"fake_register_flags": &f.registerFlags, "fake_library_image": &f.libraryImage,
+		"fake_loaded_kind": &f.loadedKind, "fake_compiled_arch": &f.compiledArch,
 	} {
 		purego.RegisterLibFunc(fp, h, name)
 	}
+	return f
+}
+
+// useFake makes Load try sets, in order, until the test ends.
+func useFake(t *testing.T, sets ...libSet) {
+	saved := cudaMajors
+	cudaMajors = sets
+	t.Cleanup(func() { cudaMajors = saved })
+}
+
+// fakeSet is CUDA major release major with every library in file so.
+func fakeSet(major int, so string) libSet {
+	return libSet{Major: major, Runtime: so, BLAS: so, NVRTC: so}
+}
+
+// loadFake runs Load and closes the Lib (twice) when the test ends.
+func loadFake(t *testing.T) *Lib {
+	t.Helper()
 	l, err := Load()
 	if err != nil {
 		t.Fatal(err)
@@ -70,13 +107,24 @@ func withFake(t *testing.T) (*Lib, *fake) {
 			t.Error("second Close:", err)
 		}
 	})
-	return l, f
+	return l
+}
+
+// withFake builds the fake library, points Load at a missing CUDA 13 and at the
+// fake as CUDA 12 for the test, and returns the loaded Lib (closed at cleanup)
+// and the helpers.
+func withFake(t *testing.T) (*Lib, *fake) {
+	t.Helper()
+	so := buildFake(t)
+	f := openFake(t, so)
+	useFake(t, libSet{Major: 13, Runtime: "libcudart-missing.so", BLAS: so, NVRTC: so}, fakeSet(12, so))
+	return loadFake(t), f
 }
 
 func TestFakeLoadDevices(t *testing.T) {
 	l, _ := withFake(t)
-	if got := l.Libraries(); len(got) != 3 {
-		t.Errorf("Libraries() = %v", got)
+	if got := l.Libraries(); len(got) != 3 || l.major != 12 {
+		t.Errorf("Libraries() = %v, major %d; want the fake's three, CUDA 12", got, l.major)
 	}
 	infos, err := l.Devices()
 	must(t, err)
@@ -180,6 +228,12 @@ func TestFakeCopiesEvents(t *testing.T) {
 // column-major GEMM on the CPU from the arguments it receives.
 func TestFakeGemm(t *testing.T) {
 	l, _ := withFake(t)
+	checkGemm(t, l)
+}
+
+// checkGemm runs Sgemm and GemmF16 through the fake l and checks their results.
+func checkGemm(t *testing.T, l *Lib) {
+	t.Helper()
 	d := keep(l.Open(0))(t)
 	s := keep(NewStream(d))(t)
 	h := keep(NewBLAS(s))(t)
@@ -238,6 +292,9 @@ func TestFakeTopK(t *testing.T) {
 	d := keep(l.Open(0))(t)
 	s := keep(NewStream(d))(t)
 	tk := keep(NewTopK(d))(t)
+	if kind, arch := f.loadedKind(), f.compiledArch(); kind != 2 || arch != 90 {
+		t.Errorf("loaded image kind %d (2: cubin) compiled for %d; want a cubin for sm_90", kind, arch)
+	}
 	const q, n, k = 3, 100_000, 2048
 	scores, outV, outI, scratch := DevicePtr(0x1000), DevicePtr(0x2000_0000), DevicePtr(0x3000_0000), DevicePtr(0x4000_0000)
 	f.launchReset()
@@ -270,8 +327,8 @@ func TestFakeCompileError(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Name != "NVRTC_ERROR_COMPILATION" || !strings.Contains(ce.Log, "error: fake") {
 		t.Fatalf("CompilePTX error = %v", err)
 	}
-	if _, err := l.CompilePTX("ok", "ok.cu", 8, 0); err == nil {
-		t.Error("compile for compute_80 succeeded in a fake that only accepts compute_90")
+	if _, err := l.CompilePTX("ok", "ok.cu", 7, 0); err == nil {
+		t.Error("compile for compute_70 succeeded in a fake that accepts 75 to 90 only")
 	}
 	ptx, err := l.CompilePTX(topkSource, "topk.cu", 9, 0)
 	if err != nil || string(ptx) != "// fake ptx\x00" {
@@ -280,24 +337,167 @@ func TestFakeCompileError(t *testing.T) {
 }
 
 // TestFakePartialLoad checks Load's failure after the runtime opened (cuBLAS
-// missing: everything opened is closed, ErrNoCUDA names the file) and a Lib without
+// missing: everything opened is closed, ErrNoCUDA names the file), the next
+// release tried as a whole when one release's cuBLAS is missing, and a Lib without
 // NVRTC (loads; kernels fail with ErrNoCUDA).
 func TestFakePartialLoad(t *testing.T) {
-	l, _ := withFake(t)
-	so := l.Libraries()[0]
-	cublasNames = []string{"libcublas-missing.so"}
+	_, f := withFake(t)
+	so := cudaMajors[1].Runtime
+	before := f.live()
+	noBLAS := libSet{Major: 13, Runtime: so, BLAS: "libcublas-missing.so", NVRTC: so}
+	useFake(t, noBLAS)
 	l2, err := Load()
 	if l2 != nil || !errors.Is(err, ErrNoCUDA) || !strings.Contains(err.Error(), "libcublas-missing.so") {
 		t.Fatalf("Load without cuBLAS = %v, %v", l2, err)
 	}
-	cublasNames, nvrtcNames = []string{so}, []string{"libnvrtc-missing.so"}
-	l3, err := Load()
-	must(t, err)
-	defer func() { must(t, l3.Close()) }()
-	d, err := l3.Open(0)
-	must(t, err)
-	defer func() { must(t, d.Close()) }()
+	useFake(t, noBLAS, fakeSet(12, so))
+	if l := loadFake(t); l.major != 12 {
+		t.Errorf("Load with CUDA 13's cuBLAS missing opened CUDA %d (%v), want 12", l.major, l.Libraries())
+	}
+	useFake(t, libSet{Major: 12, Runtime: so, BLAS: so, NVRTC: "libnvrtc-missing.so"})
+	l3 := loadFake(t)
+	d := keep(l3.Open(0))(t)
 	if _, err := NewTopK(d); !errors.Is(err, ErrNoCUDA) || !strings.Contains(err.Error(), "libnvrtc-missing.so") {
 		t.Errorf("NewTopK without NVRTC: %v", err)
+	}
+	if f.live() != before {
+		t.Errorf("live handles·1e6+registered %d, was %d", f.live(), before)
+	}
+}
+
+// TestFakeNoLibraryAPI loads a runtime without the cudaLibrary API (before CUDA
+// 12.8): Load, devices and cuBLAS work, and only NewTopK fails, saying why.
+func TestFakeNoLibraryAPI(t *testing.T) {
+	so := buildFake(t, "-DFAKE_NO_LIBRARY_API")
+	useFake(t, fakeSet(12, so))
+	l := loadFake(t)
+	checkGemm(t, l)
+	d := keep(l.Open(0))(t)
+	_, err := NewTopK(d)
+	if !errors.Is(err, ErrNoCUDA) || !strings.Contains(err.Error(), "cudaLibrary") || !strings.Contains(err.Error(), "12.8") {
+		t.Fatalf("NewTopK without the cudaLibrary API: %v", err)
+	}
+	t.Log(err)
+}
+
+// TestFakeInsufficientDriver loads a CUDA 13 runtime whose cudaGetDeviceCount
+// returns cudaErrorInsufficientDriver (a driver older than the runtime): Load
+// falls back to CUDA 12, with cuBLAS and NVRTC of 12; when 12 fails the same way,
+// Load fails with ErrNoCUDA giving both reasons.
+func TestFakeInsufficientDriver(t *testing.T) {
+	so12 := buildFake(t)
+	so13 := filepath.Join(t.TempDir(), "libfakecuda13.so") // a copy is a separate instance
+	b, err := os.ReadFile(so12)
+	must(t, err)
+	must(t, os.WriteFile(so13, b, 0o755))
+	f13, f12 := openFake(t, so13), openFake(t, so12)
+	f13.setDeviceCountError(35)
+	useFake(t, fakeSet(13, so13), fakeSet(12, so12))
+	l := loadFake(t)
+	if got, want := l.Libraries(), []string{so12, so12, so12}; l.major != 12 || !slices.Equal(got, want) {
+		t.Errorf("Load opened CUDA %d %v, want 12 %v", l.major, got, want)
+	}
+	d := keep(l.Open(0))(t)
+	keep(NewTopK(d))(t)
+
+	f12.setDeviceCountError(35)
+	l2, err := Load()
+	if l2 != nil || !errors.Is(err, ErrNoCUDA) || strings.Count(err.Error(), "cudaErrorInsufficientDriver") != 2 ||
+		!strings.Contains(err.Error(), "CUDA 13: ") || !strings.Contains(err.Error(), "CUDA 12: ") {
+		t.Fatalf("Load with no usable driver = %v, %v", l2, err)
+	}
+	t.Log(err)
+}
+
+// TestFakeHostRegisterFallback checks HostRegister against the device's
+// attributes: read-only registration where supported, read-write registration
+// without read-only support, a pinned copy without registration support (and an
+// error for writable memory), each fallback with a log line.
+func TestFakeHostRegisterFallback(t *testing.T) {
+	l, f := withFake(t)
+	var logs strings.Builder
+	l.log = slog.New(slog.NewTextHandler(&logs, nil))
+	d := keep(l.Open(0))(t)
+	mm, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	must(t, err)
+	t.Cleanup(func() { _ = syscall.Munmap(mm) })
+	for i := range mm {
+		mm[i] = byte(i)
+	}
+	for _, c := range []struct {
+		name           string
+		canReg, canRO  int32
+		readOnly       bool
+		flags          uint32 // cudaHostRegister's, 0: not called
+		inPlace, fails bool
+		log            string
+	}{
+		{"read-only", 1, 1, true, 9, true, false, ""},
+		{"read-write", 1, 1, false, 1, true, false, ""},
+		{"no read-only support", 1, 0, true, 1, true, false, "registering it read-write"},
+		{"no registration, read-only", 0, 0, true, 0, false, false, "copying it into pinned memory"},
+		{"no registration, writable", 0, 0, false, 0, false, true, ""},
+	} {
+		logs.Reset()
+		f.setAttr(cudaDevAttrHostRegisterSupported, c.canReg)
+		f.setAttr(cudaDevAttrHostRegisterReadOnlySupported, c.canRO)
+		r, err := HostRegister(d, mm, c.readOnly)
+		if c.fails {
+			if !errors.Is(err, errors.ErrUnsupported) {
+				t.Errorf("%s: HostRegister = %v, want errors.ErrUnsupported", c.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		got := r.Bytes()
+		registered := f.live()%1_000_000 == 1
+		if registered != c.inPlace || (c.inPlace && f.registerFlags() != c.flags) || (&got[0] == &mm[0]) != c.inPlace || !slices.Equal(got, mm) {
+			t.Errorf("%s: registered %v with flags %d, Bytes in place %v, same bytes %v; want registered in place %v with flags %d",
+				c.name, registered, f.registerFlags(), &got[0] == &mm[0], slices.Equal(got, mm), c.inPlace, c.flags)
+		}
+		if !strings.Contains(logs.String(), c.log) || (c.log == "") != (logs.Len() == 0) {
+			t.Errorf("%s: logged %q, want %q", c.name, logs.String(), c.log)
+		}
+		must(t, r.Close())
+		must(t, r.Close())
+		if r.Bytes() != nil || f.live() != 0 {
+			t.Errorf("%s: after Close, Bytes %d bytes, live handles·1e6+registered %d", c.name, len(r.Bytes()), f.live())
+		}
+	}
+}
+
+// TestFakeTopKPTXFallback checks that a device newer than NVRTC gets PTX for the
+// newest architecture NVRTC knows, and that a device older than all of them is
+// refused.
+func TestFakeTopKPTXFallback(t *testing.T) {
+	l, f := withFake(t)
+	d := keep(l.Open(0))(t)
+	f.setAttr(cudaDevAttrComputeCapabilityMajor, 10)
+	keep(NewTopK(d))(t)
+	if kind, arch := f.loadedKind(), f.compiledArch(); kind != 1 || arch != 90 {
+		t.Errorf("device 10.0: loaded image kind %d (1: PTX) for %d, want PTX for compute_90", kind, arch)
+	}
+	f.setAttr(cudaDevAttrComputeCapabilityMajor, 7)
+	if _, err := NewTopK(d); err == nil || !strings.Contains(err.Error(), "sm_70") {
+		t.Errorf("device 7.0, older than every NVRTC architecture: NewTopK = %v", err)
+	}
+}
+
+// TestFakeModuleKeepsImage checks that a loaded module holds the very image the
+// library was loaded from until Close.
+func TestFakeModuleKeepsImage(t *testing.T) {
+	l, f := withFake(t)
+	d := keep(l.Open(0))(t)
+	tk := keep(NewTopK(d))(t)
+	if len(tk.mod.image) == 0 || f.libraryImage(tk.mod.h) != unsafe.Pointer(&tk.mod.image[0]) {
+		t.Fatalf("module keeps %d bytes at %p; the library was loaded from %p", len(tk.mod.image), unsafe.SliceData(tk.mod.image), f.libraryImage(tk.mod.h))
+	}
+	m := tk.mod
+	must(t, tk.Close())
+	if m.image != nil {
+		t.Error("closed module still holds its image")
 	}
 }

@@ -1,9 +1,11 @@
 package gpu
 
 import (
+	"encoding/binary"
 	"errors"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"go.uber.org/goleak"
 )
@@ -28,9 +30,9 @@ func TestLoadWithoutCUDA(t *testing.T) {
 	if !strings.HasPrefix(msg, "embedd/gpu: ") {
 		t.Errorf("error %q lacks the package prefix", msg)
 	}
-	for _, name := range cudartNames {
-		if !strings.Contains(msg, name) {
-			t.Errorf("error %q does not name %s", msg, name)
+	for _, set := range cudaMajors {
+		if !strings.Contains(msg, set.Runtime) {
+			t.Errorf("error %q does not name %s", msg, set.Runtime)
 		}
 	}
 	t.Logf("Load: %v", err)
@@ -90,5 +92,24 @@ func TestErrorText(t *testing.T) {
 	want := "embedd/gpu: cudaMalloc(16): cudaErrorMemoryAllocation (2): out of memory"
 	if e.Error() != want {
 		t.Errorf("got %q, want %q", e.Error(), want)
+	}
+}
+
+// TestDim3Regs checks the packing of a dim3 argument into the two integer
+// registers it occupies on linux/amd64 and linux/arm64: the struct's 16-byte
+// padded memory image read as two little-endian words.
+func TestDim3Regs(t *testing.T) {
+	for _, d := range []dim3{{1, 1, 1}, {0x11223344, 0x55667788, 0x99aabbcc}, {65535, 65535, 64}, {0xffffffff, 0, 0xffffffff}} {
+		var mem [16]byte
+		binary.LittleEndian.PutUint32(mem[0:], d.X)
+		binary.LittleEndian.PutUint32(mem[4:], d.Y)
+		binary.LittleEndian.PutUint32(mem[8:], d.Z)
+		wantXY, wantZ := binary.LittleEndian.Uint64(mem[0:]), binary.LittleEndian.Uint64(mem[8:])
+		if xy, z := d.regs(); xy != wantXY || z != wantZ {
+			t.Errorf("%+v.regs() = %#x, %#x; want %#x, %#x", d, xy, z, wantXY, wantZ)
+		}
+	}
+	if unsafe.Sizeof(dim3{}) != 12 || unsafe.Offsetof(dim3{}.Y) != 4 || unsafe.Offsetof(dim3{}.Z) != 8 {
+		t.Error("dim3's layout is not CUDA's (three 4-byte fields)")
 	}
 }

@@ -1,6 +1,7 @@
 package gpu
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
 )
@@ -104,29 +105,65 @@ func (b *PinnedBuffer) Close() error {
 }
 
 // Registered is host memory page-locked in place with cudaHostRegister, such as the
-// memory-mapped matrix of a collection.
+// memory-mapped matrix of a collection, or, on a device that cannot register host
+// memory, a pinned copy of it (see HostRegister).
 type Registered struct {
-	dev *Device
-	ptr unsafe.Pointer
+	dev    *Device
+	ptr    unsafe.Pointer // the registered memory; nil for a pinned copy
+	mem    []byte         // what copies read: the registered memory or the pinned copy
+	pinned *PinnedBuffer  // the pinned copy, or nil
 }
 
 // HostRegister page-locks mem in place (cudaHostRegister, portable and, when
 // readOnly, cudaHostRegisterReadOnly, which suits a read-only mapping). mem must not
 // be Go-heap memory (the garbage collector could free it while CUDA holds it): use
 // an mmap'd region, e.g. index's mapped matrix. For a []float32 pass
-// unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f)). The caller frees the result
-// with Close (cudaHostUnregister) before unmapping mem; d must outlive it.
+// unsafe.Slice((*byte)(unsafe.Pointer(&f[0])), 4*len(f)). Copies use the result's
+// Bytes. The caller frees the result with Close (cudaHostUnregister) before
+// unmapping mem; d must outlive it.
+//
+// It asks the device first (cudaDevAttrHostRegisterSupported,
+// cudaDevAttrHostRegisterReadOnlySupported) and falls back, with a log line: without
+// read-only registration it registers mem read-write; without registration it
+// copies read-only mem into a PinnedBuffer (later changes to mem are not seen), and
+// fails for writable mem with an error wrapping errors.ErrUnsupported.
 func HostRegister(d *Device, mem []byte, readOnly bool) (*Registered, error) {
 	if len(mem) == 0 {
 		return nil, fmt.Errorf("embedd/gpu: HostRegister of empty memory")
 	}
-	flags := uint32(cudaHostRegisterPortable)
-	if readOnly {
-		flags |= cudaHostRegisterReadOnly
+	var can []int // host register supported, read-only supported
+	err := d.do(func(rt *cudart) (err error) {
+		can, err = rt.attributes(d.ordinal, cudaDevAttrHostRegisterSupported, cudaDevAttrHostRegisterReadOnlySupported)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-	r := &Registered{dev: d, ptr: unsafe.Pointer(&mem[0])}
-	err := d.do(func(rt *cudart) error {
-		return rt.check(rt.hostRegister(r.ptr, uint64(len(mem)), flags), "cudaHostRegister(%d bytes)", len(mem))
+	log := d.lib.logger()
+	if can[0] == 0 {
+		if !readOnly {
+			return nil, fmt.Errorf("embedd/gpu: device %d cannot register host memory (cudaDevAttrHostRegisterSupported is 0): %w", d.ordinal, errors.ErrUnsupported)
+		}
+		log.Warn("embedd/gpu: device cannot register host memory (cudaDevAttrHostRegisterSupported is 0); copying it into pinned memory",
+			"device", d.ordinal, "bytes", len(mem))
+		p, err := NewPinnedBuffer(d, len(mem))
+		if err != nil {
+			return nil, err
+		}
+		copy(p.Bytes(), mem)
+		return &Registered{dev: d, mem: p.Bytes(), pinned: p}, nil
+	}
+	flags := uint32(cudaHostRegisterPortable)
+	switch {
+	case readOnly && can[1] != 0:
+		flags |= cudaHostRegisterReadOnly
+	case readOnly:
+		log.Info("embedd/gpu: device cannot register host memory read-only (cudaDevAttrHostRegisterReadOnlySupported is 0); registering it read-write",
+			"device", d.ordinal, "bytes", len(mem))
+	}
+	r := &Registered{dev: d, ptr: unsafe.Pointer(&mem[0]), mem: mem}
+	err = d.do(func(rt *cudart) error {
+		return rt.check(rt.hostRegister(r.ptr, uint64(len(mem)), flags), "cudaHostRegister(%d bytes, flags %d)", len(mem), flags)
 	})
 	if err != nil {
 		return nil, err
@@ -134,9 +171,23 @@ func HostRegister(d *Device, mem []byte, readOnly bool) (*Registered, error) {
 	return r, nil
 }
 
-// Close unregisters the memory (cudaHostUnregister); it is nil-safe and idempotent.
+// Bytes returns the memory to pass to copies: the registered memory, or its pinned
+// copy. It is nil after Close.
+func (r *Registered) Bytes() []byte { return r.mem }
+
+// Close unregisters the memory (cudaHostUnregister) or frees its pinned copy; it is
+// nil-safe and idempotent.
 func (r *Registered) Close() error {
-	if r == nil || r.ptr == nil {
+	if r == nil {
+		return nil
+	}
+	r.mem = nil
+	if r.pinned != nil {
+		p := r.pinned
+		r.pinned = nil
+		return p.Close()
+	}
+	if r.ptr == nil {
 		return nil
 	}
 	p := r.ptr

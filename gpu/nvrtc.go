@@ -21,6 +21,14 @@ type nvrtc struct {
 	getPTXSize func(prog uintptr, size *uint64) int32
 	// nvrtcResult nvrtcGetPTX(nvrtcProgram prog, char* ptx)
 	getPTX func(prog uintptr, ptx unsafe.Pointer) int32
+	// nvrtcResult nvrtcGetCUBINSize(nvrtcProgram prog, size_t* cubinSizeRet)
+	getCUBINSize func(prog uintptr, size *uint64) int32
+	// nvrtcResult nvrtcGetCUBIN(nvrtcProgram prog, char* cubin)
+	getCUBIN func(prog uintptr, cubin unsafe.Pointer) int32
+	// nvrtcResult nvrtcGetNumSupportedArchs(int* numArchs)
+	getNumSupportedArchs func(n *int32) int32
+	// nvrtcResult nvrtcGetSupportedArchs(int* supportedArchs)
+	getSupportedArchs func(archs unsafe.Pointer) int32
 	// nvrtcResult nvrtcGetProgramLogSize(nvrtcProgram prog, size_t* logSizeRet)
 	getProgramLogSize func(prog uintptr, size *uint64) int32
 	// nvrtcResult nvrtcGetProgramLog(nvrtcProgram prog, char* log)
@@ -33,14 +41,18 @@ type nvrtc struct {
 
 func (n *nvrtc) bind(h uintptr) error {
 	return bindAll(h, map[string]any{
-		"nvrtcCreateProgram":     &n.createProgram,
-		"nvrtcCompileProgram":    &n.compileProgram,
-		"nvrtcGetPTXSize":        &n.getPTXSize,
-		"nvrtcGetPTX":            &n.getPTX,
-		"nvrtcGetProgramLogSize": &n.getProgramLogSize,
-		"nvrtcGetProgramLog":     &n.getProgramLog,
-		"nvrtcDestroyProgram":    &n.destroyProgram,
-		"nvrtcGetErrorString":    &n.getErrorString,
+		"nvrtcCreateProgram":        &n.createProgram,
+		"nvrtcCompileProgram":       &n.compileProgram,
+		"nvrtcGetPTXSize":           &n.getPTXSize,
+		"nvrtcGetPTX":               &n.getPTX,
+		"nvrtcGetCUBINSize":         &n.getCUBINSize,
+		"nvrtcGetCUBIN":             &n.getCUBIN,
+		"nvrtcGetNumSupportedArchs": &n.getNumSupportedArchs,
+		"nvrtcGetSupportedArchs":    &n.getSupportedArchs,
+		"nvrtcGetProgramLogSize":    &n.getProgramLogSize,
+		"nvrtcGetProgramLog":        &n.getProgramLog,
+		"nvrtcDestroyProgram":       &n.destroyProgram,
+		"nvrtcGetErrorString":       &n.getErrorString,
 	})
 }
 
@@ -58,14 +70,81 @@ func cstring(s string) []byte { return append([]byte(s), 0) }
 // CompilePTX compiles CUDA C source to PTX with NVRTC for compute capability
 // major.minor (option --gpu-architecture=compute_XY, plus opts). On a compile error
 // the *Error's Log holds NVRTC's log. It wraps ErrNoCUDA when libnvrtc is absent.
-// The result is NUL-terminated, as cudaLibraryLoadData expects. CompilePTX needs no
-// device and runs on the calling goroutine (NVRTC has no per-thread state).
-func (l *Lib) CompilePTX(src, name string, major, minor int, opts ...string) (ptx []byte, err error) {
+// The result is NUL-terminated, as cudaLibraryLoadData expects. The driver
+// JIT-compiles PTX when it is loaded and refuses PTX newer than itself
+// (cudaErrorUnsupportedPtxVersion): NewTopK therefore loads a cubin where it can.
+// CompilePTX needs no device and runs on the calling goroutine (NVRTC has no
+// per-thread state).
+func (l *Lib) CompilePTX(src, name string, major, minor int, opts ...string) ([]byte, error) {
+	return l.compile(src, name, fmt.Sprintf("compute_%d%d", major, minor), false, opts)
+}
+
+// compileFor compiles src for a device of compute capability major.minor: to a
+// cubin for its real architecture sm_XY when this NVRTC knows it (no JIT when
+// loaded, so a driver older than NVRTC loads it), else to PTX for the newest
+// architecture below it that NVRTC knows (a device newer than NVRTC; its driver
+// JIT-compiles the PTX).
+func (l *Lib) compileFor(src, name string, major, minor int, opts ...string) ([]byte, error) {
+	if err := l.usable(); err != nil {
+		return nil, err
+	}
+	archs, err := l.nvrtc.supportedArchs()
+	if err != nil {
+		return nil, err
+	}
+	want, best := 10*major+minor, 0
+	for _, a := range archs {
+		if a == want {
+			return l.compile(src, name, fmt.Sprintf("sm_%d", a), true, opts)
+		}
+		if a < want {
+			best = max(best, a)
+		}
+	}
+	if best == 0 {
+		return nil, fmt.Errorf("embedd/gpu: NVRTC supports no architecture up to sm_%d (it supports %v)", want, archs)
+	}
+	return l.compile(src, name, fmt.Sprintf("compute_%d", best), false, opts)
+}
+
+// supportedArchs returns the architectures NVRTC compiles for, as 10·major+minor
+// (nvrtcGetSupportedArchs).
+func (n *nvrtc) supportedArchs() ([]int, error) {
+	var cnt int32
+	if err := n.check(n.getNumSupportedArchs(&cnt), "nvrtcGetNumSupportedArchs"); err != nil {
+		return nil, err
+	}
+	if cnt <= 0 {
+		return nil, errors.New("embedd/gpu: NVRTC supports no architecture")
+	}
+	raw := make([]int32, cnt)
+	if err := n.check(n.getSupportedArchs(unsafe.Pointer(&raw[0])), "nvrtcGetSupportedArchs"); err != nil {
+		return nil, err
+	}
+	archs := make([]int, cnt)
+	for i, a := range raw {
+		archs[i] = int(a)
+	}
+	return archs, nil
+}
+
+// usable reports why l cannot compile (closed, or no NVRTC), or nil.
+func (l *Lib) usable() error {
 	if l == nil || l.closed {
-		return nil, errors.New("embedd/gpu: CompilePTX on a closed Lib")
+		return errors.New("embedd/gpu: compile on a closed Lib")
 	}
 	if l.nvrtc == nil {
-		return nil, l.nvrtcErr
+		return l.nvrtcErr
+	}
+	return nil
+}
+
+// compile compiles src with --gpu-architecture=arch plus opts and returns the
+// program's PTX, or its cubin when cubin is set (arch must then be a real
+// architecture, sm_XY). On a compile error the *Error's Log holds NVRTC's log.
+func (l *Lib) compile(src, name, arch string, cubin bool, opts []string) (image []byte, err error) {
+	if err := l.usable(); err != nil {
+		return nil, err
 	}
 	n := l.nvrtc
 	var prog uintptr
@@ -77,7 +156,7 @@ func (l *Lib) CompilePTX(src, name string, major, minor int, opts ...string) (pt
 			err = errors.Join(err, derr)
 		}
 	}()
-	all := append([]string{fmt.Sprintf("--gpu-architecture=compute_%d%d", major, minor)}, opts...)
+	all := append([]string{"--gpu-architecture=" + arch}, opts...)
 	// ptrs, passed to C, holds Go pointers: pin their targets for the call.
 	var pin runtime.Pinner
 	defer pin.Unpin()
@@ -88,7 +167,7 @@ func (l *Lib) CompilePTX(src, name string, major, minor int, opts ...string) (pt
 		ptrs[i] = unsafe.Pointer(&c[0])
 	}
 	if res := n.compileProgram(prog, int32(len(ptrs)), unsafe.Pointer(&ptrs[0])); res != nvrtcSuccess {
-		e := n.check(res, "nvrtcCompileProgram("+name+")").(*Error)
+		e := n.check(res, "nvrtcCompileProgram("+name+", "+arch+")").(*Error)
 		var size uint64
 		if n.getProgramLogSize(prog, &size) == nvrtcSuccess && size > 1 {
 			buf := make([]byte, size)
@@ -98,34 +177,43 @@ func (l *Lib) CompilePTX(src, name string, major, minor int, opts ...string) (pt
 		}
 		return nil, e
 	}
+	getSize, get, what := n.getPTXSize, n.getPTX, "PTX"
+	if cubin {
+		getSize, get, what = n.getCUBINSize, n.getCUBIN, "CUBIN"
+	}
 	var size uint64
-	if err := n.check(n.getPTXSize(prog, &size), "nvrtcGetPTXSize"); err != nil {
+	if err := n.check(getSize(prog, &size), "nvrtcGet"+what+"Size"); err != nil {
 		return nil, err
 	}
 	if size == 0 {
-		return nil, errors.New("embedd/gpu: nvrtcGetPTXSize returned 0")
+		return nil, fmt.Errorf("embedd/gpu: nvrtcGet%sSize returned 0", what)
 	}
-	ptx = make([]byte, size) // size includes the terminating NUL
-	if err := n.check(n.getPTX(prog, unsafe.Pointer(&ptx[0])), "nvrtcGetPTX"); err != nil {
+	image = make([]byte, size) // PTX's size includes the terminating NUL
+	if err := n.check(get(prog, unsafe.Pointer(&image[0])), "nvrtcGet"+what); err != nil {
 		return nil, err
 	}
-	return ptx, nil
+	return image, nil
 }
 
-// module is code loaded onto a device with cudaLibraryLoadData (CUDA 12.0+: the
+// module is code loaded onto a device with cudaLibraryLoadData (CUDA 12.8+: the
 // runtime's context-independent loading; no driver API calls are needed).
 type module struct {
 	dev *Device
 	h   uintptr
+	// image is the code the library was loaded from, kept until it is unloaded:
+	// CUDA does not promise to copy it (with lazy loading, CUDA_MODULE_LOADING=LAZY,
+	// the default since 12.2, kernels are loaded from it at first use).
+	image []byte
 }
 
-// loadModule loads PTX (or a cubin) on d. The caller frees it with Close; d must
-// outlive it, and image need not outlive the call.
+// loadModule loads PTX or a cubin on d; it keeps image until Close, and the caller
+// must not change it. The caller frees the module with Close; d must outlive it.
+// The runtime must have the cudaLibrary API (Lib.kernelsErr).
 func loadModule(d *Device, image []byte) (*module, error) {
 	if len(image) == 0 {
 		return nil, errors.New("embedd/gpu: loadModule of an empty image")
 	}
-	m := &module{dev: d}
+	m := &module{dev: d, image: image}
 	err := d.do(func(rt *cudart) error {
 		return rt.check(rt.libraryLoadData(&m.h, unsafe.Pointer(&image[0]), nil, nil, 0, nil, nil, 0), "cudaLibraryLoadData")
 	})
@@ -152,9 +240,11 @@ func (m *module) Close() error {
 	}
 	h := m.h
 	m.h = 0
-	return m.dev.do(func(rt *cudart) error {
+	err := m.dev.do(func(rt *cudart) error {
 		return rt.check(rt.libraryUnload(h), "cudaLibraryUnload")
 	})
+	m.image = nil
+	return err
 }
 
 // launch queues kernel k on s with grid and block sizes, dynamic shared memory and
@@ -172,6 +262,8 @@ func (s *Stream) launch(k uintptr, grid, block dim3, shared int, args []unsafe.P
 		if len(args) > 0 {
 			argv = unsafe.Pointer(&args[0])
 		}
-		return rt.check(rt.launchKernel(k, grid, block, argv, uint64(shared), s.h), "cudaLaunchKernel")
+		gridXY, gridZ := grid.regs()
+		blockXY, blockZ := block.regs()
+		return rt.check(rt.launchKernel(k, gridXY, gridZ, blockXY, blockZ, argv, uint64(shared), s.h), "cudaLaunchKernel")
 	})
 }

@@ -18,7 +18,10 @@ __device__ __forceinline__ bool topk_better(float as, int ai, float bs, int bi) 
     return as > bs || (as == bs && ai < bi);
 }
 
-extern "C" __global__ void topk_chunk(
+// __launch_bounds__(1024): topk.go launches up to 1024 threads per block
+// (topkMaxThreads), and without the bound the compiler may give each thread more
+// registers than a 1024-thread block can have (cudaErrorLaunchOutOfResources).
+extern "C" __global__ void __launch_bounds__(1024) topk_chunk(
     const float* __restrict__ in_vals, // [q][in_stride]
     const int* __restrict__ in_idx,    // [q][in_stride], or NULL: index = position
     int len,                           // candidates per query row

@@ -16,6 +16,10 @@ const MaxK = 2048
 // topkMinChunk is the smallest chunk: small k still sorts 1024 scores per block.
 const topkMinChunk = 1024
 
+// topkMaxThreads is the most threads per block topk_chunk is launched with, its
+// __launch_bounds__ in topk.cu.
+const topkMaxThreads = 1024
+
 // maxGridY is CUDA's limit on gridDim.y, which carries the query.
 const maxGridY = 65535
 
@@ -64,18 +68,24 @@ type TopK struct {
 	kernel uintptr
 }
 
-// NewTopK compiles topk.cu for d's compute capability and loads it on d. It wraps
-// ErrNoCUDA when libnvrtc is absent. The caller frees it with Close; d must outlive it.
+// NewTopK compiles topk.cu for d (a cubin for its architecture, or PTX for a device
+// newer than NVRTC) and loads it on d. Its error wraps ErrNoCUDA and says why when
+// kernels cannot be loaded: libnvrtc is absent, or the runtime predates CUDA 12.8's
+// cudaLibrary API (cuBLAS still works then). The caller frees it with Close; d must
+// outlive it.
 func NewTopK(d *Device) (*TopK, error) {
 	major, minor, err := d.ComputeCapability()
 	if err != nil {
 		return nil, err
 	}
-	ptx, err := d.lib.CompilePTX(topkSource, "topk.cu", major, minor, "--std=c++17")
+	if err := d.lib.kernelsErr(); err != nil {
+		return nil, fmt.Errorf("embedd/gpu: no device top-k: %w", err)
+	}
+	image, err := d.lib.compileFor(topkSource, "topk.cu", major, minor, "--std=c++17")
 	if err != nil {
 		return nil, err
 	}
-	mod, err := loadModule(d, ptx)
+	mod, err := loadModule(d, image)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +164,7 @@ type topkLaunch struct {
 // writes outScores and outIdx. Shared by Run and its CPU model.
 func topkLaunches(scores DevicePtr, q, n, k int, outScores, outIdx, scratch DevicePtr) []topkLaunch {
 	chunk, passes := topkPlan(n, k)
-	threads := min(chunk/2, 1024)
+	threads := min(chunk/2, topkMaxThreads)
 	var half DevicePtr // bytes of the values (or indices) of one scratch buffer
 	if len(passes) > 1 {
 		half = DevicePtr(q * passes[0].Chunks * k * 4)

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -183,6 +185,24 @@ func TestTopKPlan(t *testing.T) {
 		}
 		if !passes[len(passes)-1].Final || passes[0].Len != c.n {
 			t.Errorf("topkPlan(%d, %d): bad passes %+v", c.n, c.k, passes)
+		}
+	}
+}
+
+// TestTopKLaunchBounds checks that topk_chunk declares __launch_bounds__ of
+// topkMaxThreads, and that no launch exceeds it.
+func TestTopKLaunchBounds(t *testing.T) {
+	m := regexp.MustCompile(`__global__ void __launch_bounds__\((\d+)\) topk_chunk\(`).FindStringSubmatch(topkSource)
+	if m == nil || m[1] != strconv.Itoa(topkMaxThreads) {
+		t.Fatalf("topk_chunk's __launch_bounds__: %q, want %d", m, topkMaxThreads)
+	}
+	for _, k := range []int{1, 10, 512, 513, 1024, MaxK} {
+		for _, n := range []int{1, 1000, 100_003, 10_000_000} {
+			for _, la := range topkLaunches(0x1000, 3, n, k, 0x2000, 0x3000, 0x4000) {
+				if b := la.block.X * la.block.Y * la.block.Z; b == 0 || b > topkMaxThreads {
+					t.Errorf("n=%d k=%d: block %+v has %d threads", n, k, la.block, b)
+				}
+			}
 		}
 	}
 }

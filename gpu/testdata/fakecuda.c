@@ -3,6 +3,9 @@
 // real ones; "device memory" is host memory; GEMMs are computed on the CPU; kernel
 // launches are recorded, not run. The calling thread's current device is tracked,
 // so calls that need one fail on a thread that never called cudaSetDevice.
+// Built with -DFAKE_NO_LIBRARY_API it lacks the cudaLibrary API, as runtimes before
+// CUDA 12.8 do. The fake_* functions let a test set device attributes and error
+// codes and read back what the library received.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,29 +16,39 @@ typedef struct { unsigned int x, y, z; } dim3;
 static __thread int current_device = -1;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static long long live_bytes, live_handles, registered;
+static int device_count_error;        /* returned by cudaGetDeviceCount when set */
+static unsigned int register_flags;   /* the flags of the last cudaHostRegister */
+static int attrs[256] = {[16] = 132, [75] = 9, [76] = 0, [99] = 1, [113] = 1};
 
 #define TOTAL (80ULL << 30)
+
+/* What NVRTC produces and cudaLibraryLoadData accepts. */
+static const char fake_ptx[] = "// fake ptx";
+static const char fake_cubin[] = "\177ELF fake cubin";
 
 const char* cudaGetErrorName(int e) {
     switch (e) {
     case 0: return "cudaSuccess";
     case 2: return "cudaErrorMemoryAllocation";
+    case 35: return "cudaErrorInsufficientDriver";
     case 101: return "cudaErrorInvalidDevice";
     case 500: return "cudaErrorNotFound";
+    case 801: return "cudaErrorNotSupported";
     default: return "cudaErrorUnknown";
     }
 }
 const char* cudaGetErrorString(int e) { return e == 2 ? "out of memory" : "fake error"; }
-int cudaGetDeviceCount(int* n) { *n = 1; return 0; }
+int cudaGetDeviceCount(int* n) {
+    if (device_count_error) { *n = 0; return device_count_error; }
+    *n = 1;
+    return 0;
+}
 int cudaSetDevice(int d) { if (d != 0) return 101; current_device = d; return 0; }
 int cudaDeviceGetAttribute(int* v, int attr, int dev) {
     if (dev != 0) return 101;
-    switch (attr) {
-    case 75: *v = 9; return 0;
-    case 76: *v = 0; return 0;
-    case 16: *v = 132; return 0;
-    }
-    return 1;
+    if (attr != 16 && attr != 75 && attr != 76 && attr != 99 && attr != 113) return 1;
+    *v = attrs[attr];
+    return 0;
 }
 int cudaDeviceGetPCIBusId(char* buf, int len, int dev) {
     if (dev != 0 || len < 13) return 1;
@@ -78,7 +91,8 @@ int cudaFreeHost(void* p) { free(p); return 0; }
 int cudaHostRegister(void* p, size_t n, unsigned int flags) {
     (void)p; (void)n;
     if (flags != 9 && flags != 1) return 1; /* portable, optionally read-only */
-    pthread_mutex_lock(&mu); registered++; pthread_mutex_unlock(&mu);
+    if (!attrs[99] || ((flags & 8) && !attrs[113])) return 801;
+    pthread_mutex_lock(&mu); registered++; register_flags = flags; pthread_mutex_unlock(&mu);
     return 0;
 }
 int cudaHostUnregister(void* p) {
@@ -92,10 +106,11 @@ int cudaMemcpyAsync(void* dst, const void* src, size_t n, int kind, void* s) {
     memcpy(dst, src, n);
     return 0;
 }
-static void* handle(void) {
+static void* handle_of(size_t n) {
     pthread_mutex_lock(&mu); live_handles++; pthread_mutex_unlock(&mu);
-    return malloc(1);
+    return malloc(n);
 }
+static void* handle(void) { return handle_of(1); }
 static int unhandle(void* h) {
     if (!h) return 1;
     pthread_mutex_lock(&mu); live_handles--; pthread_mutex_unlock(&mu);
@@ -111,19 +126,33 @@ int cudaEventDestroy(void* e) { return unhandle(e); }
 int cudaEventRecord(void* e, void* s) { return e && s ? 0 : 1; }
 int cudaEventSynchronize(void* e) { return e ? 0 : 1; }
 int cudaEventElapsedTime(float* ms, void* a, void* b) { if (!a || !b) return 1; *ms = 1.5f; return 0; }
+/* A library keeps the image it was loaded from, as CUDA may under lazy loading. */
+struct library { const char* code; };
+static int loaded_kind, compiled_arch;
+static int kernel_token;
+#ifndef FAKE_NO_LIBRARY_API
+static int image_kind(const char* code) {
+    if (strncmp(code, fake_ptx, sizeof fake_ptx - 1) == 0) return 1;
+    if (memcmp(code, fake_cubin, sizeof fake_cubin) == 0) return 2;
+    return 0;
+}
 int cudaLibraryLoadData(void** lib, const void* code, void* jo, void** jv, unsigned int nj, void* lo, void** lv, unsigned int nl) {
     if (!code || jo || jv || nj || lo || lv || nl || current_device < 0) return 1;
-    if (strncmp((const char*)code, "// fake ptx", 11) != 0) return 1;
-    *lib = handle();
+    int kind = image_kind(code);
+    if (!kind) return 1;
+    struct library* l = handle_of(sizeof *l);
+    l->code = code;
+    loaded_kind = kind;
+    *lib = l;
     return 0;
 }
 int cudaLibraryUnload(void* lib) { return unhandle(lib); }
-static int kernel_token;
 int cudaLibraryGetKernel(void** k, void* lib, const char* name) {
-    if (!lib || strcmp(name, "topk_chunk") != 0) return 500;
+    if (!lib || !image_kind(((struct library*)lib)->code) || strcmp(name, "topk_chunk") != 0) return 500;
     *k = &kernel_token;
     return 0;
 }
+#endif
 
 /* Launch record, read by the test through fake_launch. */
 struct launch {
@@ -147,6 +176,15 @@ int cudaLaunchKernel(const void* f, dim3 grid, dim3 block, void** args, size_t s
 int cudaGetLastError(void) { return 0; }
 
 /* Test helpers (not CUDA). */
+void fake_set_attr(int attr, int v) { attrs[attr] = v; }
+/* fake_library_image returns the image library lib was loaded from. */
+const void* fake_library_image(void* lib) { return ((struct library*)lib)->code; }
+/* fake_loaded_kind says what the last cudaLibraryLoadData loaded: 1 PTX, 2 cubin. */
+int fake_loaded_kind(void) { return loaded_kind; }
+/* fake_compiled_arch returns the architecture of the last successful compile. */
+int fake_compiled_arch(void) { return compiled_arch; }
+void fake_set_device_count_error(int e) { device_count_error = e; }
+unsigned int fake_register_flags(void) { return register_flags; }
 int fake_launch_count(void) { int n = nlaunches; return n; }
 void fake_launch_reset(void) { nlaunches = 0; }
 /* fake_launch writes launch i as 16 int64s: grid xyz, block xyz, shared, then the args. */
@@ -206,11 +244,14 @@ int cublasGemmEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha
     return gemm(ta, tb, m, n, k, *(const float*)alpha, A, 1, lda, B, ldb, *(const float*)beta, C, ldc);
 }
 
-/* NVRTC */
-struct prog { char* src; int ok; };
-static const char fake_ptx[] = "// fake ptx";
+/* NVRTC: compiles for the architectures in archs only, to a cubin for sm_XY and to
+   PTX for compute_XY. */
+static const int archs[] = {75, 80, 86, 89, 90};
+struct prog { char* src; int ok; int cubin; };
 static const char fake_log[] = "topk.cu(1): error: fake";
-const char* nvrtcGetErrorString(int r) { return r == 6 ? "NVRTC_ERROR_COMPILATION" : "NVRTC_ERROR_FAKE"; }
+const char* nvrtcGetErrorString(int r) { return r == 6 ? "NVRTC_ERROR_COMPILATION" : r == 5 ? "NVRTC_ERROR_INVALID_OPTION" : "NVRTC_ERROR_FAKE"; }
+int nvrtcGetNumSupportedArchs(int* n) { *n = sizeof archs / sizeof archs[0]; return 0; }
+int nvrtcGetSupportedArchs(int* out) { memcpy(out, archs, sizeof archs); return 0; }
 int nvrtcCreateProgram(void** p, const char* src, const char* name, int nh, const char* const* h, const char* const* in) {
     if (!src || !name || nh || h || in) return 1;
     struct prog* pr = calloc(1, sizeof *pr);
@@ -222,13 +263,23 @@ int nvrtcCreateProgram(void** p, const char* src, const char* name, int nh, cons
 int nvrtcCompileProgram(void* p, int n, const char* const* opts) {
     struct prog* pr = p;
     int arch = 0;
-    for (int i = 0; i < n; i++) if (strcmp(opts[i], "--gpu-architecture=compute_90") == 0) arch = 1;
+    for (int i = 0; i < n; i++) {
+        int a, cubin = strncmp(opts[i], "--gpu-architecture=sm_", 22) == 0;
+        if (!cubin && strncmp(opts[i], "--gpu-architecture=compute_", 27) != 0) continue;
+        a = atoi(opts[i] + (cubin ? 22 : 27));
+        for (size_t j = 0; j < sizeof archs / sizeof archs[0]; j++)
+            if (archs[j] == a) { arch = a; pr->cubin = cubin; }
+        if (!arch) return 5;
+    }
     if (!arch || strstr(pr->src, "#error")) return 6;
     pr->ok = 1;
+    compiled_arch = arch;
     return 0;
 }
-int nvrtcGetPTXSize(void* p, size_t* n) { if (!((struct prog*)p)->ok) return 1; *n = sizeof fake_ptx; return 0; }
-int nvrtcGetPTX(void* p, char* out) { if (!((struct prog*)p)->ok) return 1; memcpy(out, fake_ptx, sizeof fake_ptx); return 0; }
+int nvrtcGetPTXSize(void* p, size_t* n) { struct prog* pr = p; if (!pr->ok || pr->cubin) return 1; *n = sizeof fake_ptx; return 0; }
+int nvrtcGetPTX(void* p, char* out) { struct prog* pr = p; if (!pr->ok || pr->cubin) return 1; memcpy(out, fake_ptx, sizeof fake_ptx); return 0; }
+int nvrtcGetCUBINSize(void* p, size_t* n) { struct prog* pr = p; if (!pr->ok || !pr->cubin) return 1; *n = sizeof fake_cubin; return 0; }
+int nvrtcGetCUBIN(void* p, char* out) { struct prog* pr = p; if (!pr->ok || !pr->cubin) return 1; memcpy(out, fake_cubin, sizeof fake_cubin); return 0; }
 int nvrtcGetProgramLogSize(void* p, size_t* n) { (void)p; *n = sizeof fake_log; return 0; }
 int nvrtcGetProgramLog(void* p, char* out) { (void)p; memcpy(out, fake_log, sizeof fake_log); return 0; }
 int nvrtcDestroyProgram(void** p) {
