@@ -18,6 +18,7 @@ if [ -n "$unformatted" ]; then
 fi
 echo "== go vet"
 go vet ./...
+GOARCH=arm64 go vet ./gpu/ ./index/gpusearch/ # the GPU bindings build for linux/arm64 (Grace Hopper)
 echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test"
