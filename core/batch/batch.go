@@ -43,20 +43,22 @@ var (
 	ErrClosed = errors.New("embedd/batch: closed")
 )
 
-// Config sizes a Batcher. Zero fields take the defaults documented on them.
+// Config sizes a Batcher. Every field but Observe is required (the
+// defaults are package core's, in one table); a row longer than
+// MaxBatchTokens still runs, alone.
 type Config struct {
-	// Dim is the width of the Forwarder's vectors. Required.
+	// Dim is the width of the Forwarder's vectors.
 	Dim int
-	// MaxBatchTokens bounds a batch's rows × longest row; default 8192.
+	// MaxBatchTokens bounds a batch's rows × longest row.
 	MaxBatchTokens int
-	// MaxBatchSize bounds a batch's rows; default 64.
+	// MaxBatchSize bounds a batch's rows.
 	MaxBatchSize int
 	// MaxWait is how long the oldest item may wait for its batch to fill
-	// while a worker is free; default 2ms.
+	// while a worker is free; 0 runs whatever is queued at once.
 	MaxWait time.Duration
-	// QueueSize bounds the texts waiting; default 4096.
+	// QueueSize bounds the texts waiting.
 	QueueSize int
-	// Workers is how many batches run at once; default 1.
+	// Workers is how many batches run at once.
 	Workers int
 	// Observe, when set, is called after every batch (from a worker).
 	Observe func(Stats)
@@ -96,13 +98,20 @@ type BatchTiming struct {
 	Err          error     // the Forwarder's error, if any
 }
 
-func (c Config) withDefaults() Config {
-	c.MaxBatchTokens = cmp.Or(c.MaxBatchTokens, 8192)
-	c.MaxBatchSize = cmp.Or(c.MaxBatchSize, 64)
-	c.MaxWait = cmp.Or(c.MaxWait, 2*time.Millisecond)
-	c.QueueSize = cmp.Or(c.QueueSize, 4096)
-	c.Workers = cmp.Or(c.Workers, 1)
-	return c
+// check names the first field out of range.
+func (c Config) check() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"Dim", c.Dim}, {"MaxBatchTokens", c.MaxBatchTokens}, {"MaxBatchSize", c.MaxBatchSize}, {"QueueSize", c.QueueSize}, {"Workers", c.Workers}} {
+		if f.v <= 0 {
+			return fmt.Errorf("embedd/batch: %s %d must be positive", f.name, f.v)
+		}
+	}
+	if c.MaxWait < 0 {
+		return fmt.Errorf("embedd/batch: MaxWait %v is negative", c.MaxWait)
+	}
+	return nil
 }
 
 // request is one Submit call waiting for its items.
@@ -162,9 +171,8 @@ type ran struct {
 // New starts a Batcher over f. The caller owns it and must Close it; f must
 // stay usable until Close returns.
 func New(f Forwarder, cfg Config) (*Batcher, error) {
-	cfg = cfg.withDefaults()
-	if cfg.Dim <= 0 {
-		return nil, fmt.Errorf("embedd/batch: Dim %d must be positive", cfg.Dim)
+	if err := cfg.check(); err != nil {
+		return nil, err
 	}
 	b := &Batcher{
 		f: f, cfg: cfg,

@@ -1,11 +1,13 @@
 package batch
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,7 +86,7 @@ func checkVectors(t *testing.T, seqs [][]int32, got [][]float32) {
 
 func TestConcurrentRequestsGetTheirOwnVectors(t *testing.T) {
 	f := &fake{}
-	cfg := Config{Dim: dim, MaxBatchTokens: 1024, MaxBatchSize: 32, MaxWait: time.Millisecond, Workers: 2}
+	cfg := full(Config{Dim: dim, MaxBatchTokens: 1024, MaxBatchSize: 32, MaxWait: time.Millisecond, Workers: 2})
 	b, err := New(f, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +141,7 @@ func TestConcurrentRequestsGetTheirOwnVectors(t *testing.T) {
 
 func TestBigRequestIsSplitAndReassembled(t *testing.T) {
 	f := &fake{}
-	b, _ := New(f, Config{Dim: dim, MaxBatchTokens: 256, MaxBatchSize: 16})
+	b, _ := New(f, full(Config{Dim: dim, MaxBatchTokens: 256, MaxBatchSize: 16}))
 	defer b.Close()
 	r := rand.New(rand.NewPCG(7, 7))
 	seqs := make([][]int32, 1000)
@@ -158,7 +160,7 @@ func TestBigRequestIsSplitAndReassembled(t *testing.T) {
 
 func TestFullQueueRefusesAtOnceOthersProceed(t *testing.T) {
 	f := &fake{gate: make(chan struct{}), entered: make(chan struct{}, 100)}
-	b, _ := New(f, Config{Dim: dim, QueueSize: 10, MaxBatchSize: 100, MaxBatchTokens: 100000})
+	b, _ := New(f, full(Config{Dim: dim, QueueSize: 10, MaxBatchSize: 100, MaxBatchTokens: 100000}))
 	defer b.Close()
 	seq := func(v int32) [][]int32 { return [][]int32{{v, v}} }
 	// Occupy the only worker.
@@ -193,7 +195,7 @@ func TestFullQueueRefusesAtOnceOthersProceed(t *testing.T) {
 
 func TestCancelledItemsAreDroppedBeforeInference(t *testing.T) {
 	f := &fake{gate: make(chan struct{}), entered: make(chan struct{}, 100), seen: map[int32]bool{}}
-	b, _ := New(f, Config{Dim: dim})
+	b, _ := New(f, full(Config{Dim: dim}))
 	blocker := make(chan error, 1)
 	go func() { _, err := b.Submit(context.Background(), [][]int32{{1}}); blocker <- err }()
 	<-f.entered
@@ -234,7 +236,7 @@ func TestCancelledItemsAreDroppedBeforeInference(t *testing.T) {
 
 func TestForwardErrorReachesEveryRequestOfTheBatch(t *testing.T) {
 	boom := errors.New("boom")
-	b, _ := New(&fake{err: boom}, Config{Dim: dim})
+	b, _ := New(&fake{err: boom}, full(Config{Dim: dim}))
 	defer b.Close()
 	if _, err := b.Submit(context.Background(), [][]int32{{1}, {2}}); !errors.Is(err, boom) {
 		t.Fatalf("got %v, want the Forwarder's error", err)
@@ -243,7 +245,7 @@ func TestForwardErrorReachesEveryRequestOfTheBatch(t *testing.T) {
 
 func TestCloseDrainsQueuedWork(t *testing.T) {
 	f := &fake{gate: make(chan struct{}), entered: make(chan struct{}, 1000)}
-	b, _ := New(f, Config{Dim: dim, MaxBatchSize: 4})
+	b, _ := New(f, full(Config{Dim: dim, MaxBatchSize: 4}))
 	results := make(chan error, 20)
 	for i := range 20 {
 		go func() {
@@ -289,14 +291,17 @@ func TestCloseDrainsQueuedWork(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	if _, err := New(&fake{}, Config{}); err == nil {
-		t.Fatal("Dim 0 accepted")
+	if _, err := New(&fake{}, full(Config{})); err == nil || !strings.Contains(err.Error(), "Dim 0") {
+		t.Fatalf("Dim 0: got %v, want an error naming Dim", err)
+	}
+	if _, err := New(&fake{}, Config{Dim: 4, MaxBatchTokens: 1, MaxBatchSize: 1, QueueSize: 1}); err == nil || !strings.Contains(err.Error(), "Workers 0") {
+		t.Fatalf("Workers 0: got %v, want an error naming Workers", err)
 	}
 }
 
 func TestSubmitTimedReportsTheBatchesThatRanTheTexts(t *testing.T) {
 	f := &fake{gate: make(chan struct{}), entered: make(chan struct{}, 100)}
-	b, _ := New(f, Config{Dim: dim, MaxBatchSize: 100, MaxBatchTokens: 100000})
+	b, _ := New(f, full(Config{Dim: dim, MaxBatchSize: 100, MaxBatchTokens: 100000}))
 	defer b.Close()
 	// Occupy the only worker, so that the next two requests share a batch.
 	type result struct {
@@ -361,7 +366,7 @@ func TestSubmitTimedReportsTheBatchesThatRanTheTexts(t *testing.T) {
 }
 
 func TestSubmitTimedSplitRequest(t *testing.T) {
-	b, _ := New(&fake{}, Config{Dim: dim, MaxBatchSize: 4})
+	b, _ := New(&fake{}, full(Config{Dim: dim, MaxBatchSize: 4}))
 	defer b.Close()
 	seqs := make([][]int32, 10)
 	for i := range seqs {
@@ -387,7 +392,7 @@ func TestSubmitTimedSplitRequest(t *testing.T) {
 
 func TestSubmitTimedReportsForwardErrors(t *testing.T) {
 	boom := errors.New("boom")
-	b, _ := New(&fake{err: boom}, Config{Dim: dim})
+	b, _ := New(&fake{err: boom}, full(Config{Dim: dim}))
 	defer b.Close()
 	_, tm, err := b.SubmitTimed(context.Background(), [][]int32{{1}, {2}})
 	if !errors.Is(err, boom) {
@@ -412,7 +417,7 @@ func (nop) Forward([][]int32, [][]float32) error { return nil }
 func BenchmarkSubmit(b *testing.B) {
 	for _, timed := range []bool{false, true} {
 		b.Run(fmt.Sprintf("timed=%v", timed), func(b *testing.B) {
-			bt, _ := New(nop{}, Config{Dim: dim, MaxWait: 50 * time.Microsecond})
+			bt, _ := New(nop{}, full(Config{Dim: dim, MaxWait: 50 * time.Microsecond}))
 			defer bt.Close()
 			seqs := [][]int32{{1, 2, 3}}
 			b.ReportAllocs()
@@ -433,4 +438,15 @@ func BenchmarkSubmit(b *testing.B) {
 			})
 		})
 	}
+}
+
+// full fills c's zero fields with the sizes most tests want: a 8192-token,
+// 64-row batch, 2ms wait, 4096 queued texts, one worker.
+func full(c Config) Config {
+	c.MaxBatchTokens = cmp.Or(c.MaxBatchTokens, 8192)
+	c.MaxBatchSize = cmp.Or(c.MaxBatchSize, 64)
+	c.MaxWait = cmp.Or(c.MaxWait, 2*time.Millisecond)
+	c.QueueSize = cmp.Or(c.QueueSize, 4096)
+	c.Workers = cmp.Or(c.Workers, 1)
+	return c
 }

@@ -3,7 +3,7 @@ package cache_test
 import (
 	"fmt"
 
-	"github.com/embedd/embedd/server/cache"
+	"github.com/embedd/embedd/core/cache"
 )
 
 func Example() {

@@ -4,49 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 
+	"github.com/embedd/embedd/device"
 	"github.com/embedd/embedd/gpu"
 	"github.com/embedd/embedd/index"
 )
-
-// Device is a parsed search device setting (see ParseDevice).
-type Device struct {
-	// Kind is "cpu", "cuda" or "auto".
-	Kind string
-	// Ordinal is the CUDA device for "cuda" and "auto" (0 unless "cuda:N").
-	Ordinal int
-}
-
-// String returns the setting as ParseDevice reads it.
-func (d Device) String() string {
-	if d.Kind == "cuda" {
-		return "cuda:" + strconv.Itoa(d.Ordinal)
-	}
-	return d.Kind
-}
-
-// ParseDevice reads a search device setting: "cpu" (flat.Search), "cuda"
-// (CUDA device 0), "cuda:N" (device N, N ≥ 0) or "auto" (device 0 when
-// CUDA loads and the backend starts there, else the CPU). The empty string
-// is "cpu".
-func ParseDevice(s string) (Device, error) {
-	switch s {
-	case "", "cpu":
-		return Device{Kind: "cpu"}, nil
-	case "auto":
-		return Device{Kind: "auto"}, nil
-	case "cuda":
-		return Device{Kind: "cuda"}, nil
-	}
-	if n, ok := strings.CutPrefix(s, "cuda:"); ok {
-		if i, err := strconv.Atoi(n); err == nil && i >= 0 && n == strconv.Itoa(i) {
-			return Device{Kind: "cuda", Ordinal: i}, nil
-		}
-	}
-	return Device{}, fmt.Errorf(`embedd/index/gpusearch: search device %q is not one of "cpu", "cuda", "cuda:N" (N ≥ 0), "auto"`, s)
-}
 
 // Select returns the search backend for d and a function that closes what
 // it opened (the Backend, then the CUDA library; it returns nil for the
@@ -56,18 +18,18 @@ func ParseDevice(s string) (Device, error) {
 // falls back to the CPU then and logs why at warn level on log (nil:
 // slog.Default()). The backend that runs is logged at info level. opts
 // configure the GPU backend (New) and are ignored for the CPU.
-func Select(d Device, log *slog.Logger, opts ...Option) (index.Backend, func() error, error) {
+func Select(d device.Device, log *slog.Logger, opts ...Option) (index.Backend, func() error, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	noop := func() error { return nil }
-	if d.Kind == "cpu" {
+	if d.Kind == device.CPU {
 		log.Info("embedd: search backend", "backend", "cpu", "search_device", d.String())
 		return index.CPUBackend{}, noop, nil
 	}
 	b, closeAll, err := open(d.Ordinal, opts)
 	if err != nil {
-		if d.Kind == "cuda" {
+		if d.Kind == device.CUDA {
 			return nil, nil, fmt.Errorf("embedd/index/gpusearch: search device %s: %w", d, err)
 		}
 		log.Warn("embedd: search on the CPU: no usable GPU", "search_device", d.String(), "reason", err)

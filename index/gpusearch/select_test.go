@@ -7,28 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/embedd/embedd/device"
 	"github.com/embedd/embedd/gpu"
 )
-
-func TestParseDevice(t *testing.T) {
-	for in, want := range map[string]Device{
-		"": {Kind: "cpu"}, "cpu": {Kind: "cpu"}, "auto": {Kind: "auto"},
-		"cuda": {Kind: "cuda"}, "cuda:0": {Kind: "cuda"}, "cuda:3": {Kind: "cuda", Ordinal: 3},
-	} {
-		got, err := ParseDevice(in)
-		if err != nil || got != want {
-			t.Errorf("ParseDevice(%q) = %+v, %v; want %+v", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"gpu", "CUDA", "cuda:", "cuda:-1", "cuda:x", "cuda:01", "cuda:1 ", "tpu"} {
-		if _, err := ParseDevice(in); err == nil {
-			t.Errorf("ParseDevice(%q) accepted", in)
-		}
-	}
-	if s := (Device{Kind: "cuda", Ordinal: 2}).String(); s != "cuda:2" {
-		t.Errorf("String = %q", s)
-	}
-}
 
 // noCUDA skips the test where CUDA loads: it tests the fallback.
 func noCUDA(t *testing.T) error {
@@ -45,7 +26,7 @@ func TestSelectAutoFallsBackToCPU(t *testing.T) {
 	noCUDA(t)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	b, closeB, err := Select(Device{Kind: "auto"}, log)
+	b, closeB, err := Select(device.Device{Kind: device.Auto}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +44,7 @@ func TestSelectAutoFallsBackToCPU(t *testing.T) {
 
 func TestSelectCUDAFailsWithoutCUDA(t *testing.T) {
 	noCUDA(t)
-	_, _, err := Select(Device{Kind: "cuda", Ordinal: 1}, slog.New(slog.DiscardHandler))
+	_, _, err := Select(device.Device{Kind: device.CUDA, Ordinal: 1}, slog.New(slog.DiscardHandler))
 	if !errors.Is(err, gpu.ErrNoCUDA) || !strings.Contains(err.Error(), "search device cuda:1") {
 		t.Fatalf("Select(cuda:1) without CUDA: %v", err)
 	}
@@ -71,7 +52,7 @@ func TestSelectCUDAFailsWithoutCUDA(t *testing.T) {
 
 func TestSelectCPU(t *testing.T) {
 	var logs bytes.Buffer
-	b, closeB, err := Select(Device{Kind: "cpu"}, slog.New(slog.NewTextHandler(&logs, nil)))
+	b, closeB, err := Select(device.Device{}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil || b.Name() != "cpu" || closeB() != nil {
 		t.Fatalf("cpu: %v %v", b, err)
 	}

@@ -1,0 +1,196 @@
+package core
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/embedd/embedd/device"
+	"github.com/embedd/embedd/models"
+)
+
+// The one table of defaults for what the core runs; Config.Defaults applies
+// them, and documentation quotes them from here.
+const (
+	// DefaultMaxBatchTokens bounds one batch's rows × longest row.
+	DefaultMaxBatchTokens = 8192
+	// DefaultMaxBatchSize bounds one batch's rows.
+	DefaultMaxBatchSize = 64
+	// DefaultMaxWait is how long a batch may wait to fill while a worker is
+	// free.
+	DefaultMaxWait = 2 * time.Millisecond
+	// DefaultQueueSize bounds the texts waiting for one model.
+	DefaultQueueSize = 4096
+	// DefaultMaxTextsPerRequest bounds the texts (or queries) of one request.
+	DefaultMaxTextsPerRequest = 2048
+	// DefaultMaxTextBytes bounds one text.
+	DefaultMaxTextBytes = 64 << 10
+	// DefaultCacheBytes bounds the embedding cache.
+	DefaultCacheBytes = 64 << 20
+	// DefaultDataDir is where the server keeps collections.
+	DefaultDataDir = "embedd-data"
+	// DefaultSearchDevice runs search on the CPU.
+	DefaultSearchDevice = "cpu"
+)
+
+// Duration is a time.Duration written in JSON as a Go duration string
+// ("2ms", "30s").
+type Duration time.Duration
+
+// UnmarshalJSON reads "2ms"-style strings.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"2ms\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// String is the Go duration string, so logs show "30s", not nanoseconds.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// ModelConfig is one model and its pipeline: the model folder and its
+// runtime (models.Config) and how its batcher packs texts.
+type ModelConfig struct {
+	models.Config
+	// MaxBatchTokens bounds one batch's rows × longest row; default
+	// DefaultMaxBatchTokens. A text longer than it still runs, alone.
+	MaxBatchTokens int `json:"max_batch_tokens,omitempty"`
+	// MaxBatchSize bounds one batch's rows; default DefaultMaxBatchSize.
+	MaxBatchSize int `json:"max_batch_size,omitempty"`
+	// MaxWait is how long a batch may wait to fill while a worker is free;
+	// default DefaultMaxWait.
+	MaxWait Duration `json:"max_wait,omitempty"`
+	// QueueSize bounds the texts waiting for this model; default
+	// DefaultQueueSize.
+	QueueSize int `json:"queue_size,omitempty"`
+	// Workers is how many batches run at once; default one per device
+	// (the CPU provider already uses every core inside one batch).
+	Workers int `json:"workers,omitempty"`
+}
+
+// Config is what the core runs: the models and their pipelines, the
+// request limits, the cache, and the collections with their search
+// backend. Zero fields take the defaults of the table above (Defaults).
+type Config struct {
+	// ORTLib is the ONNX Runtime library; default: models.FindORTLibrary.
+	ORTLib string `json:"ort_lib,omitempty"`
+	// Default is the model id used when a request names none; default the
+	// first model.
+	Default string `json:"default_model,omitempty"`
+	// DataDir holds the vector collections; empty opens none (Defaults
+	// leaves it: the server sets DefaultDataDir, batch tools their flag).
+	DataDir string `json:"data_dir,omitempty"`
+	// SearchDevice picks the search backend: "cpu" (default), "cuda"
+	// (CUDA device 0), "cuda:N", or "auto" (device 0 when CUDA loads and
+	// starts there, else the CPU, logging why). An explicit cuda device
+	// that cannot start fails Open.
+	SearchDevice string `json:"search_device,omitempty"`
+	// SearchFP16 stores collections on the GPU as IEEE half instead of
+	// float32 (default false): half the device memory and faster scoring,
+	// scores within 1e-3 of fp32 for unit-scale vectors (so ids may differ
+	// from the CPU's where scores are that close); a vector component
+	// beyond ±65504 fails its searches. Needs search_device "cuda",
+	// "cuda:N" or "auto"; it has no effect when "auto" falls back to the
+	// CPU.
+	SearchFP16 bool `json:"search_fp16,omitempty"`
+	// Models to load; default: models.DefaultRegistryConfig's.
+	Models []ModelConfig `json:"models,omitempty"`
+	// MaxTextsPerRequest bounds texts (and queries) in one request;
+	// default DefaultMaxTextsPerRequest.
+	MaxTextsPerRequest int `json:"max_texts_per_request,omitempty"`
+	// MaxTextBytes bounds one text; default DefaultMaxTextBytes.
+	MaxTextBytes int `json:"max_text_bytes,omitempty"`
+	// CacheBytes bounds the embedding cache; default DefaultCacheBytes;
+	// -1 turns it off (0 after Defaults).
+	CacheBytes int64 `json:"cache_bytes,omitempty"`
+}
+
+// Defaults returns c with every zero field set from the table of defaults.
+func (c Config) Defaults() Config {
+	c.SearchDevice = cmp.Or(c.SearchDevice, DefaultSearchDevice)
+	if len(c.Models) == 0 {
+		for _, m := range models.DefaultRegistryConfig().Models {
+			c.Models = append(c.Models, ModelConfig{Config: m})
+		}
+	}
+	c.Models = append([]ModelConfig(nil), c.Models...) // the caller's slice stays as it was
+	for i := range c.Models {
+		m := &c.Models[i]
+		m.MaxBatchTokens = cmp.Or(m.MaxBatchTokens, DefaultMaxBatchTokens)
+		m.MaxBatchSize = cmp.Or(m.MaxBatchSize, DefaultMaxBatchSize)
+		m.MaxWait = cmp.Or(m.MaxWait, Duration(DefaultMaxWait))
+		m.QueueSize = cmp.Or(m.QueueSize, DefaultQueueSize)
+		m.Workers = cmp.Or(m.Workers, max(1, len(m.Devices)))
+	}
+	c.MaxTextsPerRequest = cmp.Or(c.MaxTextsPerRequest, DefaultMaxTextsPerRequest)
+	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, DefaultMaxTextBytes)
+	switch c.CacheBytes {
+	case 0:
+		c.CacheBytes = DefaultCacheBytes
+	case -1:
+		c.CacheBytes = 0
+	}
+	return c
+}
+
+// Validate checks c after Defaults; every problem is reported, each naming
+// the field, the value and the rule.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field string, v any, rule string) {
+		errs = append(errs, fmt.Errorf("%s: %v %s", field, v, rule))
+	}
+	rangeInt := func(field string, v, lo, hi int) {
+		if v < lo || v > hi {
+			bad(field, v, fmt.Sprintf("is not in [%d, %d]", lo, hi))
+		}
+	}
+	if d, err := device.Parse(c.SearchDevice); err != nil {
+		bad("search_device", strconv.Quote(c.SearchDevice), `is not one of "cpu", "cuda", "cuda:N" (N ≥ 0), "auto"`)
+	} else if c.SearchFP16 && d.Kind == device.CPU {
+		bad("search_fp16", "true", `needs search_device "cuda", "cuda:N" or "auto" (the CPU searches float32)`)
+	}
+	if err := c.Registry().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, m := range c.Models {
+		f := fmt.Sprintf("models[%d]", i)
+		rangeInt(f+".max_batch_tokens", m.MaxBatchTokens, 1, 1<<20)
+		rangeInt(f+".max_batch_size", m.MaxBatchSize, 1, 65536)
+		if d := time.Duration(m.MaxWait); d < 0 || d > time.Second {
+			bad(f+".max_wait", strconv.Quote(d.String()), "is not in [0s, 1s]")
+		}
+		rangeInt(f+".queue_size", m.QueueSize, 1, 1<<20)
+		rangeInt(f+".workers", m.Workers, 1, 64)
+		if m.QueueSize < c.MaxTextsPerRequest {
+			bad(f+".queue_size", m.QueueSize, fmt.Sprintf("is below max_texts_per_request %d: a full-size request could never be queued", c.MaxTextsPerRequest))
+		}
+	}
+	rangeInt("max_texts_per_request", c.MaxTextsPerRequest, 1, 1<<20)
+	rangeInt("max_text_bytes", c.MaxTextBytes, 1, 64<<20)
+	if c.CacheBytes < 0 || c.CacheBytes > 1<<40 {
+		bad("cache_bytes", c.CacheBytes, "is not -1 (off) or in [1, 2^40]")
+	}
+	return errors.Join(errs...)
+}
+
+// Registry is the model part of the configuration.
+func (c Config) Registry() models.RegistryConfig {
+	r := models.RegistryConfig{ORTLib: c.ORTLib, Default: c.Default}
+	for _, m := range c.Models {
+		r.Models = append(r.Models, m.Config)
+	}
+	return r
+}

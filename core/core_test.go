@@ -1,0 +1,230 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/embedd/embedd/index"
+	"github.com/embedd/embedd/models"
+)
+
+var sampleTexts = []string{
+	"The aviation companies have increased regular air transportation.",
+	"Hello, world",
+	"",
+	"Crème brûlée and naïve café owners",
+	"東京は日本の首都です",
+	strings.Repeat("A much longer sentence that keeps going and going. ", 12),
+	"short",
+	"Numbers like 3.14159 and 2,718 and e-mail@example.com",
+}
+
+func cosine(a, b []float32) float64 {
+	var ab, aa, bb float64
+	for i := range a {
+		ab += float64(a[i]) * float64(b[i])
+		aa += float64(a[i]) * float64(a[i])
+		bb += float64(b[i]) * float64(b[i])
+	}
+	return ab / math.Sqrt(aa*bb)
+}
+
+// TestBatchingKeepsResults: however the batcher packs a request (small
+// budgets, few rows), every vector equals the one computed alone, in the
+// request's order.
+func TestBatchingKeepsResults(t *testing.T) {
+	ctx := context.Background()
+	alone := open(t, Config{CacheBytes: -1})
+	want := make([][]float32, len(sampleTexts))
+	for i, s := range sampleTexts {
+		res, err := alone.Embed(ctx, "", []string{s}, models.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = res.Vectors[0]
+	}
+	for _, budget := range []int{256, 600, 100000} {
+		c := open(t, Config{CacheBytes: -1, Models: []ModelConfig{{Config: models.Config{ID: models.DefaultModelID, Path: "x"}, MaxBatchTokens: budget, MaxBatchSize: 3}}})
+		res, err := c.Embed(ctx, "", sampleTexts, models.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range sampleTexts {
+			if cs := cosine(res.Vectors[i], want[i]); cs < 0.99999 {
+				t.Errorf("budget %d, text %d: cosine to the unbatched vector %.7f < 0.99999", budget, i, cs)
+			}
+		}
+	}
+}
+
+func TestEmbedErrors(t *testing.T) {
+	c := open(t, Config{MaxTextsPerRequest: 4, MaxTextBytes: 2000, Models: []ModelConfig{{Config: models.Config{ID: models.DefaultModelID, Path: "x"}, QueueSize: 4}}})
+	ctx := context.Background()
+	long := strings.Repeat("word ", 300)
+	for _, tc := range []struct {
+		name  string
+		model string
+		texts []string
+		o     models.Options
+		kind  Kind
+		field string
+		msg   string
+	}{
+		{"empty list", "", nil, models.Options{}, InvalidArgument, "texts", "the list is empty"},
+		{"too many", "", []string{"a", "b", "c", "d", "e"}, models.Options{}, InvalidArgument, "texts", "5 texts is over the limit of 4"},
+		{"too long", "", []string{"a", strings.Repeat("x", 2001)}, models.Options{}, InvalidArgument, "texts[1]", "2001 bytes is over the limit of 2000"},
+		{"invalid utf-8", "", []string{"fine", "bad \xff"}, models.Options{}, InvalidArgument, "texts[1]", "is not valid UTF-8"},
+		{"reject over-long", "", []string{"ok", long}, models.Options{Truncate: models.Reject}, InvalidArgument, "texts[1]", "302 tokens, over model minilm-l6-random's limit of 256"},
+		{"dimensions", "", []string{"x"}, models.Options{Dimensions: 385}, InvalidArgument, "dimensions", "dimensions 385 is not in [1, 384]"},
+		{"unknown model", "nope", []string{"x"}, models.Options{}, NotFound, "model", `model "nope" is not loaded`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Embed(ctx, tc.model, tc.texts, tc.o)
+			e := AsError(err)
+			if e == nil || e.Kind != tc.kind || e.Field != tc.field || !strings.Contains(e.Msg, tc.msg) {
+				t.Fatalf("got %#v, want kind %v field %q message containing %q", e, tc.kind, tc.field, tc.msg)
+			}
+		})
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := c.Embed(cctx, "", []string{"a"}, models.Options{}); AsError(err).Kind != Canceled {
+		t.Errorf("cancelled context: got %v, want Canceled", err)
+	}
+}
+
+// TestOverloadedCarriesRetryHint fills a one-text queue while the worker is
+// busy: the next request is refused at once as Overloaded with a hint.
+func TestOverloadedCarriesRetryHint(t *testing.T) {
+	c := open(t, Config{CacheBytes: -1, MaxTextsPerRequest: 1, Models: []ModelConfig{{Config: models.Config{ID: models.DefaultModelID, Path: "x"}, QueueSize: 1, MaxBatchSize: 1}}})
+	ctx := context.Background()
+	long := strings.Repeat("word ", 250)
+	var wg sync.WaitGroup
+	var overloaded *Error
+	var mu sync.Mutex
+	for i := range 16 { // some of 16 concurrent single-text requests find the queue full
+		wg.Go(func() {
+			_, err := c.Embed(ctx, "", []string{long + string(rune('a'+i))}, models.Options{})
+			if e := AsError(err); e != nil && e.Kind == Overloaded {
+				mu.Lock()
+				overloaded = e
+				mu.Unlock()
+			} else if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if overloaded == nil {
+		t.Fatal("16 concurrent requests into a queue of 1 were all accepted")
+	}
+	if overloaded.RetryAfter < 50*time.Millisecond || !strings.Contains(overloaded.Msg, "retry after") {
+		t.Errorf("overloaded error %q has RetryAfter %v; want ≥ 50ms, said in the message", overloaded.Msg, overloaded.RetryAfter)
+	}
+}
+
+func TestCacheServesRepeats(t *testing.T) {
+	c := open(t, Config{})
+	ctx := context.Background()
+	a, err := c.Embed(ctx, "", []string{"cached text"}, models.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Embed(ctx, "", []string{"cached text"}, models.Options{Dimensions: 16, Normalize: models.NormalizeOn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := c.CacheStats(); st.Hits != 1 || st.Misses != 1 {
+		t.Errorf("cache stats %+v; want 1 hit and 1 miss", st)
+	}
+	if cs := cosine(b.Vectors[0], a.Vectors[0][:16]); cs < 0.99999 || len(b.Vectors[0]) != 16 {
+		t.Errorf("cached vector with dimensions 16: %d components, cosine %g to the prefix", len(b.Vectors[0]), cs)
+	}
+}
+
+func TestClosedCoreIsUnavailable(t *testing.T) {
+	c := open(t, Config{})
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Embed(context.Background(), "", []string{"after close"}, models.Options{})
+	if AsError(err).Kind != Unavailable {
+		t.Fatalf("Embed after Close: %v, want Unavailable", err)
+	}
+}
+
+func TestCollectionsThroughTheCore(t *testing.T) {
+	c := open(t, Config{DataDir: t.TempDir()})
+	ctx := context.Background()
+	if _, err := c.Upsert(ctx, "docs", []Record{{ID: "a", Text: "x"}}, EmbedSpec{}); AsError(err).Kind != NotFound {
+		t.Fatalf("upsert into a missing collection: %v, want NotFound", err)
+	}
+	info, err := c.CreateCollection("docs", index.Spec{Metric: index.Cosine, Model: models.DefaultModelID})
+	if err != nil || info.Dim != 384 {
+		t.Fatalf("create with a model: %+v, %v; want dimension 384", info, err)
+	}
+	if _, err := c.CreateCollection("docs", index.Spec{Dim: 4, Metric: index.Dot}); AsError(err).Kind != AlreadyExists {
+		t.Fatalf("create twice: %v, want AlreadyExists", err)
+	}
+	if _, err := c.CreateCollection("big", index.Spec{Dim: 385, Metric: index.Cosine, Model: models.DefaultModelID}); AsError(err).Field != "dimension" {
+		t.Fatalf("dimension over the model's: %v, want an error on dimension", err)
+	}
+	recs := make([]Record, len(sampleTexts))
+	for i, s := range sampleTexts {
+		recs[i] = Record{ID: string(rune('a' + i)), Text: s + " (doc)", Metadata: []byte(`{"n":` + string(rune('0'+i%2)) + `}`)}
+	}
+	recs[2].Text = "an empty text is no text" // "" means "no text"
+	if _, err := c.Upsert(ctx, "docs", append(recs, Record{ID: "z"}), EmbedSpec{}); AsError(err).Field != "records[8]" {
+		t.Fatalf("record without vector or text: %v, want an error on records[8]", err)
+	}
+	if n, err := c.Upsert(ctx, "docs", recs, EmbedSpec{}); err != nil || n != len(recs) {
+		t.Fatalf("upsert: %d, %v", n, err)
+	}
+	res, err := c.Search(ctx, SearchRequest{Collection: "docs", K: 3, Vectors: true, Filter: map[string]string{"n": "1"},
+		Queries: []Query{{Text: sampleTexts[1] + " (doc)"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res[0]) != 3 || res[0][0].ID != "b" || res[0][0].Score < 0.9999 {
+		t.Fatalf("search for document b's own text under filter n=1: %+v", res[0])
+	}
+	got, missing, err := c.Get("docs", []string{"b", "nope"})
+	if err != nil || len(got) != 1 || len(missing) != 1 || missing[0] != "nope" {
+		t.Fatalf("Get: %v, %v, %v", got, missing, err)
+	}
+	if cs := cosine(res[0][0].Vector, got[0].Vector); cs < 0.999999 {
+		t.Errorf("the hit's vector is not the stored one (cosine %g)", cs)
+	}
+	if n, err := c.Delete(ctx, "docs", []string{"b", "nope"}); err != nil || n != 1 {
+		t.Fatalf("Delete: %d, %v", n, err)
+	}
+	if err := c.DropCollection("docs"); err != nil {
+		t.Fatal(err)
+	}
+	if list, err := c.ListCollections(); err != nil || len(list) != 0 {
+		t.Fatalf("after drop: %v, %v", list, err)
+	}
+	noData := open(t, Config{})
+	if _, err := noData.ListCollections(); AsError(err).Kind != Unavailable {
+		t.Errorf("collections without a data dir: %v, want Unavailable", err)
+	}
+}
+
+func TestAsErrorNilAndWrapped(t *testing.T) {
+	if AsError(nil) != nil || fail(nil) != nil {
+		t.Fatal("nil error became non-nil")
+	}
+	e := Errorf(InvalidArgument, "k", "0 is not in [1, 10000]")
+	wrapped := errors.Join(errors.New("context"), e)
+	if got := AsError(wrapped); got != e {
+		t.Fatalf("AsError of a wrapped *Error = %v, want the *Error itself", got)
+	}
+	if got := AsError(index.ErrInvalid); got.Kind != InvalidArgument {
+		t.Fatalf("index.ErrInvalid → %v, want InvalidArgument", got.Kind)
+	}
+}
