@@ -64,13 +64,21 @@ type Collection struct {
 
 	cur atomic.Pointer[state] // the published state snapshots see; nil once closed
 
-	ckptMu  sync.Mutex // serialises checkpoints, compactions and Close's final checkpoint; guards ckptSeq and ckptErr
-	ckptSeq uint64     // seq of the last durable checkpoint
-	ckptErr error      // a failed data-file sync: later checkpoints could not trust a retried fsync, so they stop
+	// Lock order: ckptMu before mu, mu before a generation's ids.mu; the
+	// field index's locks (filter.go) and the Manager's are taken with none
+	// of these held. Helpers named …Locked say which lock their caller holds.
+
+	// ckptMu serialises checkpoints, compactions and Close's final
+	// checkpoint, and guards ckptSeq and ckptErr. It is held across their
+	// fsyncs; mu is taken inside it only for short steps.
+	ckptMu  sync.Mutex
+	ckptSeq uint64 // seq of the last durable checkpoint
+	ckptErr error  // a failed data-file sync: later checkpoints could not trust a retried fsync, so they stop
 
 	// mu guards the writer side: gen (and the writer fields of the current
 	// generation), seq, walStart, closed and ops. Requests are sent to the
-	// committer under mu, so the WAL's order is seq order.
+	// committer under mu, so the WAL's order is seq order. It is never held
+	// across an fsync of the data files.
 	mu       sync.Mutex
 	gen      *generation
 	seq      uint64
@@ -596,8 +604,10 @@ func (c *Collection) Close() error {
 		close(c.wal.reqs)
 		<-c.wal.exited
 		if c.wal.failure() == nil && c.seq > c.ckptSeq {
-			g := c.gen
-			errs = append(errs, c.persistLocked(g, g.checkpointLocked(c.seq), g.del[:g.rows:g.rows]))
+			c.mu.Lock()
+			g, ck, del := c.gen, c.gen.checkpointLocked(c.seq), c.gen.del[:c.gen.rows:c.gen.rows]
+			c.mu.Unlock()
+			errs = append(errs, c.persistLocked(g, ck, del))
 		}
 		c.ckptMu.Unlock()
 	}

@@ -162,7 +162,8 @@ func (g *generation) reserve(ops []op) error {
 
 // applyLocked applies one batch with sequence number seq: every op in
 // order, an upsert of a live id deleting its old row. It returns how many
-// deletes found a live row. The caller holds Collection.mu and reserved room.
+// deletes found a live row. The caller holds Collection.mu (or owns g
+// alone, as stateLocked) and reserved room.
 func (g *generation) applyLocked(seq uint64, ops []op) (deleted int) {
 	g.ids.mu.Lock()
 	defer g.ids.mu.Unlock()
@@ -190,7 +191,8 @@ func (g *generation) applyLocked(seq uint64, ops []op) (deleted int) {
 }
 
 // stateLocked is what a snapshot of the writer's current rows at seq sees.
-// The caller holds Collection.mu.
+// The caller holds Collection.mu, or owns g alone (a generation being
+// opened or built by a compaction, which no snapshot or writer sees yet).
 func (g *generation) stateLocked(seq uint64) *state {
 	data, norms := g.mat.view(g.rows)
 	return &state{
@@ -209,7 +211,8 @@ func (g *generation) stateLocked(seq uint64) *state {
 
 // checkpointLocked describes the writer's current rows as a checkpoint at
 // seq, without the tombstone bitmap (persistLocked adds it later from del,
-// without the lock). The caller holds Collection.mu.
+// without the lock). The caller holds Collection.mu, or owns g alone (as
+// stateLocked).
 func (g *generation) checkpointLocked(seq uint64) checkpoint {
 	return checkpoint{gen: g.id, seq: seq, rows: g.rows, idsBytes: g.ids.length, metaBytes: g.meta.length}
 }

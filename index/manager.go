@@ -18,14 +18,22 @@ const (
 )
 
 // Manager holds the collections of one data directory, each in a
-// subdirectory named after it. It is safe for concurrent use.
+// subdirectory named after it. It is safe for concurrent use. Creating or
+// dropping one collection (file system work, a final checkpoint, removing
+// its files) does not hold up calls on the others.
 type Manager struct {
 	dir  string
 	opts []Option
 
-	mu     sync.Mutex // guards cols and closed; held across Create and Drop
+	// mu guards cols, busy and closed, and is held only to read or change
+	// them: never across file system work or a call into a Collection, so
+	// it comes after every lock a Collection takes (no Collection method
+	// waits for it).
+	mu     sync.Mutex
 	cols   map[string]*Collection
+	busy   map[string]bool // names being created or dropped, not in cols
 	closed bool
+	ops    sync.WaitGroup // Creates and Drops under way; Close waits for them
 }
 
 // CollectionDir is the directory of collection name under the data
@@ -90,8 +98,9 @@ func openManager(dir string, opts []Option) (_ *Manager, err error) {
 
 // Create makes collection name with spec (fixed from then on) and returns
 // it open; the manager owns it (Drop or Close closes it). It is ErrExists if
-// the name is taken and ErrInvalid if the name or spec is.
-func (m *Manager) Create(name string, spec Spec) (*Collection, error) {
+// the name is taken (or being created or dropped) and ErrInvalid if the
+// name or spec is.
+func (m *Manager) Create(name string, spec Spec) (_ *Collection, err error) {
 	if err := ValidName(name); err != nil {
 		return nil, err
 	}
@@ -99,15 +108,12 @@ func (m *Manager) Create(name string, spec Spec) (*Collection, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil, fmt.Errorf("%w: manager of %s", ErrClosed, m.dir)
+	if _, err := m.claim(name, false); err != nil {
+		return nil, err
 	}
+	var c *Collection
+	defer func() { err = m.settle(name, c, err) }()
 	final := filepath.Join(m.dir, name)
-	if _, ok := m.cols[name]; ok {
-		return nil, fmt.Errorf("%w: collection %q", ErrExists, name)
-	}
 	if _, err := os.Stat(final); err == nil {
 		return nil, fmt.Errorf("%w: %s exists (not a collection this manager opened)", ErrExists, final)
 	}
@@ -128,12 +134,56 @@ func (m *Manager) Create(name string, spec Spec) (*Collection, error) {
 	if err := syncDir(m.dir); err != nil {
 		return nil, err
 	}
-	c, err := Open(final, m.opts...)
-	if err != nil {
+	if c, err = Open(final, m.opts...); err != nil {
 		return nil, err
 	}
-	m.cols[name] = c
 	return c, nil
+}
+
+// claim marks name busy for a Create (the name must be free) or a Drop (the
+// collection must be open: it leaves cols, so Get no longer finds it, and
+// claim returns it).
+func (m *Manager) claim(name string, drop bool) (*Collection, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, fmt.Errorf("%w: manager of %s", ErrClosed, m.dir)
+	}
+	c, open := m.cols[name]
+	switch {
+	case m.busy[name] && !drop:
+		return nil, fmt.Errorf("%w: collection %q is being created or dropped", ErrExists, name)
+	case open && !drop:
+		return nil, fmt.Errorf("%w: collection %q", ErrExists, name)
+	case !open && drop:
+		return nil, fmt.Errorf("%w: collection %q", ErrNotFound, name)
+	}
+	if m.busy == nil {
+		m.busy = make(map[string]bool)
+	}
+	delete(m.cols, name)
+	m.busy[name] = true
+	m.ops.Add(1)
+	return c, nil
+}
+
+// settle ends the Create or Drop of name that claim began: a created
+// collection c (nil for a Drop or a failed Create) joins cols, unless the
+// manager was closed meanwhile: then c is closed and the result is
+// ErrClosed. It returns err otherwise.
+func (m *Manager) settle(name string, c *Collection, err error) error {
+	defer m.ops.Done()
+	m.mu.Lock()
+	delete(m.busy, name)
+	closed := m.closed
+	if c != nil && !closed {
+		m.cols[name] = c
+	}
+	m.mu.Unlock()
+	if c != nil && closed {
+		return errors.Join(fmt.Errorf("%w: manager of %s closed during the create", ErrClosed, m.dir), c.Close())
+	}
+	return err
 }
 
 // Get returns the open collection name, owned by the manager (do not Close
@@ -151,20 +201,16 @@ func (m *Manager) Get(name string) (*Collection, error) {
 	return c, nil
 }
 
-// Drop closes collection name and removes its files. Calls on it afterwards
-// fail with ErrClosed; open snapshots stay readable until closed. An unknown
-// name is ErrNotFound.
-func (m *Manager) Drop(name string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return fmt.Errorf("%w: manager of %s", ErrClosed, m.dir)
+// Drop closes collection name and removes its files. Get stops finding it
+// at once; calls on it afterwards fail with ErrClosed; open snapshots stay
+// readable until closed. An unknown name is ErrNotFound, and so is a name
+// already being dropped.
+func (m *Manager) Drop(name string) (err error) {
+	c, err := m.claim(name, true)
+	if err != nil {
+		return err
 	}
-	c, ok := m.cols[name]
-	if !ok {
-		return fmt.Errorf("%w: collection %q", ErrNotFound, name)
-	}
-	delete(m.cols, name)
+	defer func() { err = m.settle(name, nil, err) }()
 	cerr := c.Close()
 	// Rename first: a crash then leaves a .dropped- directory that the next
 	// OpenManager removes, never half a collection under its name.
@@ -181,7 +227,7 @@ func (m *Manager) Drop(name string) error {
 	if err := os.RemoveAll(gone); err != nil {
 		return errors.Join(cerr, fmt.Errorf("embedd/index: %w", err))
 	}
-	return nil
+	return nil // the files are gone: how the close went no longer matters
 }
 
 // List returns the collections' names, sorted.
@@ -196,29 +242,33 @@ func (m *Manager) List() []string {
 	return names
 }
 
-// Close closes every collection (in name order, joining errors). It is
-// nil-safe and idempotent.
+// Close waits for the Creates and Drops under way, then closes every
+// collection (in name order, joining errors). Calls that start after it
+// began fail with ErrClosed. It is nil-safe and idempotent.
 func (m *Manager) Close() error {
 	if m == nil {
 		return nil
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return nil
 	}
 	m.closed = true
-	names := make([]string, 0, len(m.cols))
-	for name := range m.cols {
+	cols := m.cols
+	m.cols = nil
+	m.mu.Unlock()
+	m.ops.Wait()
+	names := make([]string, 0, len(cols))
+	for name := range cols {
 		names = append(names, name)
 	}
 	slices.Sort(names)
 	var errs []error
 	for _, name := range names {
-		if err := m.cols[name].Close(); err != nil {
+		if err := cols[name].Close(); err != nil {
 			errs = append(errs, fmt.Errorf("embedd/index: closing collection %q: %w", name, err))
 		}
 	}
-	m.cols = nil
 	return errors.Join(errs...)
 }

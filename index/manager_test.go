@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -126,4 +127,126 @@ func TestManagerRejectsBadNames(t *testing.T) {
 	if p, err := CollectionDir("/data", "docs"); err != nil || p != "/data/docs" {
 		t.Errorf("CollectionDir = %q, %v", p, err)
 	}
+}
+
+// TestDropDoesNotStallOtherCollections holds a dropped collection in its
+// final checkpoint (the test takes its ckptMu, as a long fsync would) and
+// checks that the manager's lock is free meanwhile: Get, List and Create
+// on other collections go on, and the drop finishes once released.
+func TestDropDoesNotStallOtherCollections(t *testing.T) {
+	m, err := OpenManager(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	big, err := m.Create("big", Spec{Dim: 4, Metric: Dot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := m.Create("other", Spec{Dim: 4, Metric: Dot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpsert(t, big, rec("x", testVec(4, 1))) // so Close has a checkpoint to make
+	big.ckptMu.Lock()
+	dropped := make(chan error, 1)
+	go func() { dropped <- m.Drop("big") }()
+	// Wait until the drop is inside big.Close (closed is set first, the
+	// final checkpoint then waits for ckptMu).
+	closing(big)
+	free := m.mu.TryLock()
+	if free {
+		m.mu.Unlock()
+	}
+	if !free {
+		big.ckptMu.Unlock()
+		<-dropped
+		t.Fatal("the manager's lock is held while a dropped collection closes")
+	}
+	if c, err := m.Get("other"); err != nil || c != other {
+		t.Fatalf("Get(other) during the drop = %v, %v", c, err)
+	}
+	if _, err := m.Get("big"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(big) during its drop = %v, want ErrNotFound", err)
+	}
+	if err := m.Drop("big"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a second Drop(big) = %v, want ErrNotFound", err)
+	}
+	if _, err := m.Create("big", Spec{Dim: 4, Metric: Dot}); !errors.Is(err, ErrExists) {
+		t.Fatalf("Create(big) during its drop = %v, want ErrExists", err)
+	}
+	if _, err := m.Create("third", Spec{Dim: 4, Metric: Dot}); err != nil {
+		t.Fatalf("Create(third) during the drop: %v", err)
+	}
+	if got := m.List(); !slices.Equal(got, []string{"other", "third"}) {
+		t.Fatalf("List during the drop = %v", got)
+	}
+	select {
+	case err := <-dropped:
+		t.Fatalf("Drop returned (%v) while its collection's checkpoint was held", err)
+	default:
+	}
+	big.ckptMu.Unlock()
+	if err := <-dropped; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(m.dir, "big")); !os.IsNotExist(err) {
+		t.Fatalf("dropped directory: %v", err)
+	}
+}
+
+// TestManagerCloseWaitsForDrop: a Close during a Drop waits for it, so that
+// no file work goes on after Close returns.
+func TestManagerCloseWaitsForDrop(t *testing.T) {
+	m, err := OpenManager(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.Create("a", Spec{Dim: 2, Metric: Dot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpsert(t, c, rec("x", []float32{1, 0}))
+	c.ckptMu.Lock()
+	dropped := make(chan error, 1)
+	go func() { dropped <- m.Drop("a") }()
+	closing(c)
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	waitUntil(func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.closed
+	})
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) before the Drop under way finished", err)
+	default:
+	}
+	c.ckptMu.Unlock()
+	if err := <-dropped; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(m.dir, "a")); !os.IsNotExist(err) {
+		t.Fatalf("dropped directory: %v", err)
+	}
+}
+
+// waitUntil yields until cond holds.
+func waitUntil(cond func() bool) {
+	for !cond() {
+		runtime.Gosched()
+	}
+}
+
+// closing waits until c's Close has begun (it marks c closed first).
+func closing(c *Collection) {
+	waitUntil(func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.closed
+	})
 }
