@@ -1,0 +1,197 @@
+package models
+
+import (
+	"encoding/json"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/embedd/embedd/models/safetensors"
+	"github.com/embedd/embedd/vec"
+)
+
+// staticExpected is models/testdata/static/expected.json, written by
+// scripts/gen_static_fixture.py with numpy and its own tokenizer.
+type staticExpected struct {
+	Texts  []string    `json:"texts"`
+	ST     [][]float64 `json:"st"`
+	M2V    [][]float64 `json:"m2v"`
+	STIDs  [][]int32   `json:"st_ids"`
+	M2VIDs [][]int32   `json:"m2v_ids"`
+}
+
+func readStaticExpected(t *testing.T) staticExpected {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "static", "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e staticExpected
+	if err := json.Unmarshal(data, &e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// staticVector is what a static model gives text: encode, pool, and
+// normalise when the folder says so.
+func staticVector(m *staticModel, text string) ([]int32, []float32) {
+	ids, _ := m.encode(nil, text, m.maxLen)
+	v := make([]float32, m.dim)
+	m.pool(v, ids)
+	if m.normalize {
+		vec.Normalize(v)
+	}
+	return ids, v
+}
+
+func TestStaticMatchesNumpy(t *testing.T) {
+	e := readStaticExpected(t)
+	for _, c := range []struct {
+		dir       string
+		want      [][]float64
+		wantIDs   [][]int32
+		normalize bool
+		maxLen    int
+	}{
+		{"st", e.ST, e.STIDs, true, 6},
+		{"m2v", e.M2V, e.M2VIDs, false, staticDefaultMaxLen},
+	} {
+		m, err := loadStaticFolder(filepath.Join("testdata", "static", c.dir), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.dim != 8 || m.normalize != c.normalize || m.maxLen != c.maxLen {
+			t.Errorf("%s: dim %d normalize %v max length %d, want 8 %v %d", c.dir, m.dim, m.normalize, m.maxLen, c.normalize, c.maxLen)
+		}
+		for i, text := range e.Texts {
+			ids, got := staticVector(m, text)
+			if !slices.Equal(ids, c.wantIDs[i]) {
+				t.Errorf("%s %q: ids %v, want %v", c.dir, text, ids, c.wantIDs[i])
+			}
+			for j, w := range c.want[i] {
+				if math.Abs(float64(got[j])-w) > 1e-6 {
+					t.Errorf("%s %q: component %d is %v, numpy says %v", c.dir, text, j, got[j], w)
+					break
+				}
+			}
+		}
+	}
+}
+
+func TestStaticTruncation(t *testing.T) {
+	m, err := loadStaticFolder(filepath.Join("testdata", "static", "st"), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, n := m.encode([]int32{99}, "the food was delicious .", m.maxLen)
+	if !slices.Equal(ids, []int32{99, 5, 6, 7}) || n != 5 {
+		t.Errorf("encode with max length 3 = %v (of %d), want [99 5 6 7] (of 5): appended, cut, no [CLS]/[SEP]", ids, n)
+	}
+	// Model2Vec cuts the text to max length × median token length code
+	// points first (here 2 × 4): "delicious" becomes "deliciou", an unknown
+	// word, which is dropped; "tasty meal" keeps "tasty" and "me".
+	m2v, err := loadStaticFolder(filepath.Join("testdata", "static", "m2v"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2v.charsPerToken != 4 {
+		t.Fatalf("median token length %d, want 4", m2v.charsPerToken)
+	}
+	for text, want := range map[string][]int32{"delicious": {}, "tasty meal": {10}, "a tasty meal": {9, 10}} {
+		if ids, _ := m2v.encode(nil, text, m2v.maxLen); !slices.Equal(ids, want) {
+			t.Errorf("m2v encode(%q) = %v, want %v", text, ids, want)
+		}
+	}
+	if got := firstRunes("ééé", 2); got != "éé" {
+		t.Errorf("firstRunes(ééé, 2) = %q: it must count code points, as Python does", got)
+	}
+}
+
+func TestStaticFolderDetection(t *testing.T) {
+	for dir, want := range map[string]bool{
+		filepath.Join("testdata", "static", "st"):  true,
+		filepath.Join("testdata", "static", "m2v"): true,
+		t.TempDir(): false,
+	} {
+		if _, ok, err := staticFolder(dir); ok != want || err != nil {
+			t.Errorf("staticFolder(%s) = %v, %v; want %v", dir, ok, err, want)
+		}
+	}
+	onnx := t.TempDir()
+	writeFile(t, filepath.Join(onnx, "modules.json"), `[{"idx":0,"name":"0","path":"","type":"sentence_transformers.models.Transformer"}]`)
+	if _, ok, _ := staticFolder(onnx); ok {
+		t.Error("a Transformer folder was taken for a static one")
+	}
+	if _, err := loadStaticFolder(onnx, 0); !errors.Is(err, errNotStatic) {
+		t.Errorf("loadStaticFolder(Transformer folder) = %v, want errNotStatic", err)
+	}
+}
+
+// copyStatic copies a fixture folder so a test can break one file.
+func copyStatic(t *testing.T, name string) string {
+	t.Helper()
+	src := filepath.Join("testdata", "static", name)
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		writeFile(t, filepath.Join(dst, rel), string(data))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func TestStaticLoadErrors(t *testing.T) {
+	stFile := filepath.Join("0_StaticEmbedding", "model.safetensors")
+	header := func(h string, body int) string {
+		b := make([]byte, 8+len(h)+body)
+		b[0] = byte(len(h))
+		copy(b[8:], h)
+		return string(b)
+	}
+	for _, c := range []struct {
+		name, model, file, data string
+		want                    error
+		text                    string
+	}{
+		{"truncated", "st", stFile, "", safetensors.ErrTruncated, "fewer than the 8"},
+		{"wrong dtype", "st", stFile, header(`{"embedding.weight":{"dtype":"I32","shape":[48,8],"data_offsets":[0,1536]}}`, 1536), safetensors.ErrDType, "want F32, F16 or BF16"},
+		{"not a matrix", "st", stFile, header(`{"embedding.weight":{"dtype":"F32","shape":[384],"data_offsets":[0,1536]}}`, 1536), safetensors.ErrShape, "want [rows, columns]"},
+		{"too few rows", "st", stFile, header(`{"embedding.weight":{"dtype":"F32","shape":[47,8],"data_offsets":[0,1504]}}`, 1504), safetensors.ErrShape, "47 rows"},
+		{"no known tensor", "st", stFile, header(`{"emb":{"dtype":"F32","shape":[48,8],"data_offsets":[0,1536]}}`, 1536), safetensors.ErrMissing, "embedding.weight (sentence-transformers) or embeddings (Model2Vec)"},
+		{"mapping out of range", "m2v", "model.safetensors", header(`{"embeddings":{"dtype":"F32","shape":[1,8],"data_offsets":[0,32]},"mapping":{"dtype":"I64","shape":[48],"data_offsets":[32,416]}}`, 416) + "\x05", safetensors.ErrFormat, "follow the last"},
+		{"weights of the wrong length", "m2v", "model.safetensors", header(`{"embeddings":{"dtype":"F32","shape":[48,8],"data_offsets":[0,1536]},"weights":{"dtype":"F32","shape":[4],"data_offsets":[1536,1552]}}`, 1552), safetensors.ErrShape, "want [48]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := copyStatic(t, c.model)
+			writeFile(t, filepath.Join(dir, c.file), c.data)
+			_, err := loadStaticFolder(dir, 0)
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.text) || !strings.HasPrefix(err.Error(), "embedd/models: ") {
+				t.Errorf("got %v, want %v mentioning %q", err, c.want, c.text)
+			}
+		})
+	}
+	dir := copyStatic(t, "m2v")
+	// a mapping row past the table: 1 row, token 0 mapped to row 5
+	h := `{"embeddings":{"dtype":"F32","shape":[1,8],"data_offsets":[0,32]},"mapping":{"dtype":"I64","shape":[48],"data_offsets":[32,416]}}`
+	b := []byte(header(h, 416))
+	b[8+len(h)+32] = 5
+	writeFile(t, filepath.Join(dir, "model.safetensors"), string(b))
+	if _, err := loadStaticFolder(dir, 0); !errors.Is(err, safetensors.ErrShape) || !strings.Contains(err.Error(), "row 5") {
+		t.Errorf("mapping out of range: %v, want ErrShape naming row 5", err)
+	}
+}
