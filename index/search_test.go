@@ -304,3 +304,41 @@ func TestFilterIndexFollowsAppendsAndSnapshots(t *testing.T) {
 		t.Fatalf("after another upsert: %v, %v (index covers %d rows)", got, err, f.rows)
 	}
 }
+
+// TestCosineRefusesVectorsWithoutDirection: a vector whose norm is zero,
+// subnormal or not finite was stored as [+Inf NaN NaN NaN] (issue 11.2);
+// as a record or a query it is refused with the reason.
+func TestCosineRefusesVectorsWithoutDirection(t *testing.T) {
+	c := testCollection(t, 4, Cosine)
+	mustUpsert(t, c, rec("ok", []float32{1, 0, 0, 0}))
+	inf := float32(math.Inf(1))
+	for _, tc := range []struct {
+		name string
+		v    []float32
+		want string
+	}{
+		{"zero", []float32{0, 0, 0, 0}, "zero vector"},
+		{"subnormal", []float32{1e-45, 0, 0, 0}, "subnormal"},
+		{"subnormal sum", []float32{1e-39, 1e-39, 0, 0}, "subnormal"},
+		{"infinite", []float32{inf, 0, 0, 0}, "component 0 is +Inf"},
+		{"nan", []float32{0, float32(math.NaN()), 0, 0}, "component 1 is NaN"},
+	} {
+		err := c.Upsert(context.Background(), []Record{rec("bad", tc.v)})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("upsert %s: %v, want ErrInvalid with %q", tc.name, err, tc.want)
+		}
+		_, err = c.Search(context.Background(), [][]float32{tc.v}, 1, SearchOptions{})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("query %s: %v, want ErrInvalid with %q", tc.name, err, tc.want)
+		}
+	}
+	if _, ok, _ := c.Get("bad"); ok {
+		t.Fatal("a refused vector was stored")
+	}
+	// The smallest normal norm still has a direction.
+	mustUpsert(t, c, rec("tiny", []float32{0x1p-126, 0, 0, 0}))
+	got, err := c.Search(context.Background(), [][]float32{{0x1p-126, 0, 0, 0}}, 2, SearchOptions{Vectors: true})
+	if err != nil || len(got[0]) != 2 || got[0][0].Score != 1 || got[0][1].Score != 1 {
+		t.Fatalf("smallest normal vector: %+v, %v", got, err)
+	}
+}

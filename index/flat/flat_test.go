@@ -414,6 +414,7 @@ func TestSearchErrors(t *testing.T) {
 		{"norms", Matrix{Data: m.Data, Dim: 4}, q, 1, Options{Metric: L2}, "0 norms for 3 rows"},
 		{"workers", m, q, 1, Options{Metric: Cosine, Workers: -1}, "-1 workers"},
 		{"zero query", m, make([]float32, 4), 1, Options{Metric: Cosine}, "no cosine similarity"},
+		{"subnormal query", m, []float32{1e-45, 0, 0, 0}, 1, Options{Metric: Cosine}, "no cosine similarity"},
 	} {
 		_, err := Search(context.Background(), tc.m, tc.q, tc.k, tc.o)
 		if err == nil || !strings.HasPrefix(err.Error(), "embedd/index/flat: ") || !strings.Contains(err.Error(), tc.message) {
