@@ -157,9 +157,9 @@ func TestGPUCopiesRoundTrip(t *testing.T) {
 	for i := range mm {
 		mm[i] = byte(i*5 + 1)
 	}
-	keep(HostRegister(d, mm, true))(t)
+	r := keep(HostRegister(d, mm, true))(t) // Bytes: mm, or a pinned copy where it cannot be registered
 	must(t, s.Memset(a.Ptr(), 0, size))
-	must(t, s.CopyHtoD(a.Ptr(), mm))
+	must(t, s.CopyHtoD(a.Ptr(), r.Bytes()))
 	must(t, s.CopyDtoH(dst.Bytes(), a.Ptr()))
 	must(t, s.Synchronize())
 	for i, v := range dst.Bytes() {

@@ -92,6 +92,10 @@
 //     are sized for one chunk's scores, so large query sets reread the
 //     collection several times;
 //   - concurrency on the device: one compute stream, searches take turns;
+//   - search without the top-k kernel: with a CUDA 12 runtime older than 12.8
+//     (no cudaLibrary API) or without NVRTC, gpu.NewTopK fails and so does New,
+//     with that reason ("auto" then searches on the CPU and logs it), although
+//     cuBLAS works; selecting on the host from copied-back scores would serve it;
 //   - live rows whose true score is -Inf (a dot product that overflows
 //     float32) tie with masked rows and may be cut off.
 //
