@@ -228,3 +228,21 @@ func TestAsErrorNilAndWrapped(t *testing.T) {
 		t.Fatalf("index.ErrInvalid → %v, want InvalidArgument", got.Kind)
 	}
 }
+
+func TestNoTracerRecordsAndAllocatesNothing(t *testing.T) {
+	c := open(t, Config{})
+	ctx := context.Background()
+	if got, span := c.startSpan(ctx, "x"); got != ctx || span.IsRecording() {
+		t.Error("startSpan without a tracer changed the context or records")
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		_, span := c.startSpan(ctx, "x")
+		if span.IsRecording() {
+			span.SetAttributes(attrTexts.Int(1))
+		}
+		endSpan(span, nil)
+	})
+	if allocs != 0 {
+		t.Errorf("span helpers without a tracer allocate %v times", allocs)
+	}
+}

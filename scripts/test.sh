@@ -24,6 +24,6 @@ go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test"
 go test -count=1 ./...
 echo "== go test -race (the packages whose own goroutines and locks matter most)"
-go test -count=1 -race ./models/tokenizer/ ./server/batch/ ./server/cache/ ./server/ratelimit/ ./client/ ./index/... ./gpu/
+go test -count=1 -race ./models/tokenizer/ ./core/... ./server/ratelimit/ ./client/ ./index/... ./gpu/
 echo "== fuzz (tokenizer, 20s)"
 go test -run='^$' -fuzz=FuzzEncode -fuzztime=20s ./models/tokenizer/

@@ -16,43 +16,8 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/embedd/embedd/index/gpusearch"
-	"github.com/embedd/embedd/models"
+	"github.com/embedd/embedd/core"
 )
-
-// Duration is a time.Duration written in JSON as a Go duration string
-// ("2ms", "30s").
-type Duration time.Duration
-
-// UnmarshalJSON reads "2ms"-style strings.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("want a duration string such as \"2ms\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// ModelConfig is one model and its batching.
-type ModelConfig struct {
-	models.Config
-	// MaxWait is how long a batch may wait to fill while a worker is free;
-	// default 2ms.
-	MaxWait Duration `json:"max_wait,omitempty"`
-	// QueueSize bounds the texts waiting for this model; default 4096.
-	QueueSize int `json:"queue_size,omitempty"`
-	// Workers is how many batches run at once; default one per device
-	// (the CPU provider already uses every core inside one batch).
-	Workers int `json:"workers,omitempty"`
-}
 
 // TracingConfig turns on OpenTelemetry tracing: spans for every RPC and
 // /v1/embeddings request (joining the caller's trace when it sends a W3C
@@ -92,37 +57,13 @@ type Config struct {
 	// HTTPAddr is the HTTP listen address (OpenAI endpoint, health,
 	// metrics); default 127.0.0.1:8080; "off" disables HTTP.
 	HTTPAddr string `json:"http_addr,omitempty"`
-	// ORTLib is the ONNX Runtime library; default: models.FindORTLibrary.
-	ORTLib string `json:"ort_lib,omitempty"`
-	// Default is the model id used when a request names none; default the
-	// first model.
-	Default string `json:"default_model,omitempty"`
-	// DataDir holds the vector collections; default "embedd-data".
-	DataDir string `json:"data_dir,omitempty"`
-	// SearchDevice picks the search backend: "cpu" (default), "cuda"
-	// (CUDA device 0), "cuda:N", or "auto" (device 0 when CUDA loads and
-	// starts there, else the CPU, logging why). An explicit cuda device
-	// that cannot start fails the server at start.
-	SearchDevice string `json:"search_device,omitempty"`
-	// SearchFP16 stores collections on the GPU as IEEE half instead of
-	// float32 (default false): half the device memory and faster scoring,
-	// scores within 1e-3 of fp32 for unit-scale vectors (so ids may differ
-	// from the CPU's where scores are that close); a vector component
-	// beyond ±65504 fails its searches. Needs search_device "cuda",
-	// "cuda:N" or "auto"; it has no effect when "auto" falls back to the
-	// CPU.
-	SearchFP16 bool `json:"search_fp16,omitempty"`
-	// Models to load; default: the test model of scripts/setup.sh.
-	Models []ModelConfig `json:"models,omitempty"`
-	// MaxTextsPerRequest bounds texts in one request; default 2048.
-	MaxTextsPerRequest int `json:"max_texts_per_request,omitempty"`
-	// MaxTextBytes bounds one text; default 65536.
-	MaxTextBytes int `json:"max_text_bytes,omitempty"`
+	// Config is the application core's part: models and their batching,
+	// request limits, the cache, the data dir and the search backend. Its
+	// JSON fields sit at the top level of the file, beside the server's.
+	// DataDir defaults to core.DefaultDataDir.
+	core.Config
 	// MaxMessageBytes bounds one gRPC message or HTTP body; default 32 MiB.
 	MaxMessageBytes int `json:"max_message_bytes,omitempty"`
-	// CacheBytes bounds the embedding cache; default 64 MiB; 0 after
-	// Defaults only when "cache_bytes": -1 was given (disabled).
-	CacheBytes int64 `json:"cache_bytes,omitempty"`
 	// APIKeys, when not empty, are required as "authorization: Bearer KEY"
 	// on every call except health checks.
 	APIKeys []string `json:"api_keys,omitempty"`
@@ -137,15 +78,15 @@ type Config struct {
 	// once; default 8.
 	StreamInFlight int `json:"stream_in_flight,omitempty"`
 	// ShutdownGrace is how long shutdown waits for queued work; default 30s.
-	ShutdownGrace Duration `json:"shutdown_grace,omitempty"`
+	ShutdownGrace core.Duration `json:"shutdown_grace,omitempty"`
 	// MaxConnectionAge closes a client's gRPC connection (with a GOAWAY,
 	// ±10% jitter) once it is this old, so that long-lived clients
 	// re-resolve and spread onto new replicas; default 0: never.
-	MaxConnectionAge Duration `json:"max_connection_age,omitempty"`
+	MaxConnectionAge core.Duration `json:"max_connection_age,omitempty"`
 	// MaxConnectionAgeGrace is how long calls on such a connection may
 	// still run before it is closed hard; default 0: until they end. Needs
 	// max_connection_age.
-	MaxConnectionAgeGrace Duration `json:"max_connection_age_grace,omitempty"`
+	MaxConnectionAgeGrace core.Duration `json:"max_connection_age_grace,omitempty"`
 	// Pprof serves /debug/pprof/ on the HTTP address.
 	Pprof bool `json:"pprof,omitempty"`
 	// LogLevel is debug, info, warn or error; default info.
@@ -159,35 +100,14 @@ type Config struct {
 func (c Config) Defaults() Config {
 	c.GRPCAddr = cmp.Or(c.GRPCAddr, "127.0.0.1:50051")
 	c.HTTPAddr = cmp.Or(c.HTTPAddr, "127.0.0.1:8080")
-	c.DataDir = cmp.Or(c.DataDir, "embedd-data")
-	c.SearchDevice = cmp.Or(c.SearchDevice, "cpu")
-	if len(c.Models) == 0 {
-		for _, m := range models.DefaultRegistryConfig().Models {
-			c.Models = append(c.Models, ModelConfig{Config: m})
-		}
-	}
-	for i := range c.Models {
-		m := &c.Models[i]
-		m.MaxWait = cmp.Or(m.MaxWait, Duration(2*time.Millisecond))
-		m.QueueSize = cmp.Or(m.QueueSize, 4096)
-		m.Workers = cmp.Or(m.Workers, max(1, len(m.Devices)))
-		m.MaxBatchTokens = cmp.Or(m.MaxBatchTokens, models.DefaultMaxBatchTokens)
-		m.MaxBatchSize = cmp.Or(m.MaxBatchSize, models.DefaultMaxBatchSize)
-	}
-	c.MaxTextsPerRequest = cmp.Or(c.MaxTextsPerRequest, 2048)
-	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, 64<<10)
+	c.Config = c.Config.Defaults()
+	c.DataDir = cmp.Or(c.DataDir, core.DefaultDataDir)
 	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, 32<<20)
-	switch c.CacheBytes {
-	case 0:
-		c.CacheBytes = 64 << 20
-	case -1:
-		c.CacheBytes = 0
-	}
 	if c.RateLimit > 0 && c.RateBurst == 0 {
 		c.RateBurst = max(1, int(c.RateLimit))
 	}
 	c.StreamInFlight = cmp.Or(c.StreamInFlight, 8)
-	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, Duration(30*time.Second))
+	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, core.Duration(30*time.Second))
 	c.LogLevel = cmp.Or(c.LogLevel, "info")
 	if c.Tracing.On() {
 		if c.Tracing.SampleRatio == nil {
@@ -219,32 +139,10 @@ func (c Config) Validate() error {
 			bad("http_addr", strconv.Quote(c.HTTPAddr), err.Error()+` (or "off")`)
 		}
 	}
-	if d, err := gpusearch.ParseDevice(c.SearchDevice); err != nil {
-		bad("search_device", strconv.Quote(c.SearchDevice), `is not one of "cpu", "cuda", "cuda:N" (N ≥ 0), "auto"`)
-	} else if c.SearchFP16 && d.Kind == "cpu" {
-		bad("search_fp16", "true", `needs search_device "cuda", "cuda:N" or "auto" (the CPU searches float32)`)
-	}
-	reg := c.Registry()
-	if err := reg.Validate(); err != nil {
+	if err := c.Config.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	for i, m := range c.Models {
-		f := fmt.Sprintf("models[%d]", i)
-		if d := time.Duration(m.MaxWait); d < 0 || d > time.Second {
-			bad(f+".max_wait", strconv.Quote(d.String()), "is not in [0s, 1s]")
-		}
-		rangeInt(f+".queue_size", m.QueueSize, 1, 1<<20)
-		rangeInt(f+".workers", m.Workers, 1, 64)
-		if m.QueueSize < c.MaxTextsPerRequest {
-			bad(f+".queue_size", m.QueueSize, fmt.Sprintf("is below max_texts_per_request %d: a full-size request could never be queued", c.MaxTextsPerRequest))
-		}
-	}
-	rangeInt("max_texts_per_request", c.MaxTextsPerRequest, 1, 1<<20)
-	rangeInt("max_text_bytes", c.MaxTextBytes, 1, 64<<20)
 	rangeInt("max_message_bytes", c.MaxMessageBytes, 1<<10, 1<<30)
-	if c.CacheBytes < 0 || c.CacheBytes > 1<<40 {
-		bad("cache_bytes", c.CacheBytes, "is not -1 (off) or in [1, 2^40]")
-	}
 	for i, k := range c.APIKeys {
 		if len(k) < 16 {
 			bad(fmt.Sprintf("api_keys[%d]", i), fmt.Sprintf("(%d characters)", len(k)), "is shorter than 16 characters")
@@ -340,15 +238,6 @@ func checkDialAddr(a string) error {
 		return errors.New("has no valid port (1 to 65535)")
 	}
 	return nil
-}
-
-// Registry is the model part of the configuration.
-func (c Config) Registry() models.RegistryConfig {
-	r := models.RegistryConfig{ORTLib: c.ORTLib, Default: c.Default}
-	for _, m := range c.Models {
-		r.Models = append(r.Models, m.Config)
-	}
-	return r
 }
 
 // ReadConfig reads a JSON configuration file strictly (unknown fields are

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/embedd/embedd/core"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,7 +50,7 @@ func TestReadConfigStrict(t *testing.T) {
 }
 
 func TestValidateNamesFieldValueAndRule(t *testing.T) {
-	base := func() Config { return Config{Models: []ModelConfig{{}}} }
+	base := func() Config { return Config{Config: core.Config{Models: []core.ModelConfig{{}}}} }
 	cases := []struct {
 		name string
 		mod  func(*Config)
@@ -57,7 +58,7 @@ func TestValidateNamesFieldValueAndRule(t *testing.T) {
 	}{
 		{"grpc addr", func(c *Config) { c.GRPCAddr = "nonsense" }, `grpc_addr: "nonsense" is not host:port`},
 		{"http port", func(c *Config) { c.HTTPAddr = "localhost:99999" }, `http_addr: "localhost:99999" has no valid port`},
-		{"max wait", func(c *Config) { c.Models[0].MaxWait = Duration(2 * time.Second) }, `models[0].max_wait: "2s" is not in [0s, 1s]`},
+		{"max wait", func(c *Config) { c.Models[0].MaxWait = core.Duration(2 * time.Second) }, `models[0].max_wait: "2s" is not in [0s, 1s]`},
 		{"workers", func(c *Config) { c.Models[0].Workers = 100 }, "models[0].workers: 100 is not in [1, 64]"},
 		{"queue below request", func(c *Config) { c.Models[0].QueueSize = 10 }, "models[0].queue_size: 10 is below max_texts_per_request 2048"},
 		{"batch tokens", func(c *Config) { c.Models[0].MaxBatchTokens = 1 << 21 }, "models[0].max_batch_tokens: 2097152 is not in [1, 1048576]"},
@@ -81,7 +82,7 @@ func TestValidateNamesFieldValueAndRule(t *testing.T) {
 
 func TestApplyEnv(t *testing.T) {
 	env := map[string]string{"EMBEDD_GRPC_ADDR": ":7000", "EMBEDD_API_KEYS": "0123456789abcdef,fedcba9876543210", "ORT_LIB": "/opt/ort.so"}
-	c := Config{GRPCAddr: ":1", ORTLib: ""}.ApplyEnv(func(k string) string { return env[k] })
+	c := Config{GRPCAddr: ":1"}.ApplyEnv(func(k string) string { return env[k] })
 	if c.GRPCAddr != ":7000" || len(c.APIKeys) != 2 || c.ORTLib != "/opt/ort.so" {
 		t.Errorf("ApplyEnv gave %+v", c)
 	}

@@ -15,9 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/embedd/embedd/core"
 	"github.com/embedd/embedd/models"
 )
 
@@ -30,12 +29,12 @@ func (s *Server) httpHandler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		st := s.state.Load()
-		if st == nil || s.draining.Load() {
+		c := s.core.Load()
+		if c == nil || s.draining.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintf(w, "ready\nsearch: %s\n", st.search)
+		fmt.Fprintf(w, "ready\nsearch: %s\n", c.SearchBackend())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 	if s.cfg.Pprof {
@@ -98,7 +97,7 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 				key = "key:" + t
 			}
 			if err := s.rateLimited(key, r.URL.Path); err != nil {
-				writeStatusError(sw, err)
+				writeError(sw, err)
 				return
 			}
 		}
@@ -160,13 +159,18 @@ func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "dimensions", fmt.Sprintf("dimensions %d must be positive", req.Dimensions))
 		return
 	}
-	res, err := s.embed(r.Context(), req.Model, texts, models.Options{Normalize: models.NormalizeOn, Dimensions: req.Dimensions})
-	if err != nil {
-		writeStatusError(w, err)
+	c := s.core.Load()
+	if c == nil {
+		writeError(w, core.Unavailablef("models are still loading; retry shortly"))
 		return
 	}
-	resp := openAIResponse{Object: "list", Model: cmp.Or(req.Model, res.model), Data: make([]openAIEmbedding, len(res.vectors))}
-	for i, v := range res.vectors {
+	res, err := c.Embed(r.Context(), req.Model, texts, models.Options{Normalize: models.NormalizeOn, Dimensions: req.Dimensions})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	resp := openAIResponse{Object: "list", Model: cmp.Or(req.Model, res.Model), Data: make([]openAIEmbedding, len(res.Vectors))}
+	for i, v := range res.Vectors {
 		var e any = v
 		if format == "base64" {
 			buf := make([]byte, 4*len(v))
@@ -177,7 +181,7 @@ func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Data[i] = openAIEmbedding{Object: "embedding", Index: i, Embedding: e}
 	}
-	resp.Usage.PromptTokens, resp.Usage.TotalTokens = res.tokens, res.tokens
+	resp.Usage.PromptTokens, resp.Usage.TotalTokens = res.Tokens, res.Tokens
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(resp)
 }
@@ -196,30 +200,6 @@ func parseInput(raw json.RawMessage) ([]string, error) {
 		return many, nil
 	}
 	return nil, errors.New("input must be a string or an array of strings (token arrays are not supported)")
-}
-
-// writeStatusError maps a gRPC status error to an OpenAI-style HTTP error.
-func writeStatusError(w http.ResponseWriter, err error) {
-	st := status.Convert(err)
-	code, typ := http.StatusInternalServerError, "server_error"
-	switch st.Code() {
-	case codes.InvalidArgument:
-		code, typ = http.StatusBadRequest, "invalid_request_error"
-	case codes.NotFound:
-		code, typ = http.StatusNotFound, "invalid_request_error"
-	case codes.ResourceExhausted:
-		code, typ = http.StatusTooManyRequests, "rate_limit_error"
-		w.Header().Set("Retry-After", "1")
-	case codes.Unavailable:
-		code = http.StatusServiceUnavailable
-	case codes.DeadlineExceeded:
-		code = http.StatusGatewayTimeout
-	case codes.Canceled:
-		code = 499 // client closed the request
-	case codes.Unauthenticated:
-		code, typ = http.StatusUnauthorized, "invalid_request_error"
-	}
-	writeOpenAIError(w, code, typ, "", st.Message())
 }
 
 func writeOpenAIError(w http.ResponseWriter, code int, typ, param, msg string) {

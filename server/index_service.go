@@ -2,62 +2,20 @@ package server
 
 import (
 	"context"
-	"errors"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
+	"github.com/embedd/embedd/core"
 	"github.com/embedd/embedd/index"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
-// indexService implements embeddv1.IndexServiceServer over the server's
-// collection manager; texts go through the same embedding path as Embed.
+// indexService implements embeddv1.IndexServiceServer over the core's
+// collections; texts go through the same embedding path as Embed.
 type indexService struct {
 	embeddv1.UnimplementedIndexServiceServer
 	s *Server
 }
 
-// indexStatus maps index errors to gRPC codes.
-func indexStatus(err error) error {
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	switch {
-	case errors.Is(err, index.ErrInvalid):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, index.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, index.ErrExists):
-		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, index.ErrReadOnly):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, index.ErrClosed):
-		return status.Error(codes.Unavailable, err.Error())
-	}
-	return toStatus(err)
-}
-
-func (x *indexService) manager() (*index.Manager, error) {
-	st := x.s.state.Load()
-	if st == nil {
-		return nil, status.Error(codes.Unavailable, "the server is still starting; retry shortly")
-	}
-	return st.collections, nil
-}
-
-func (x *indexService) collection(name string) (*index.Collection, error) {
-	m, err := x.manager()
-	if err != nil {
-		return nil, err
-	}
-	c, err := m.Get(name)
-	if err != nil {
-		return nil, indexStatus(err)
-	}
-	return c, nil
-}
-
+// toMetric reads the wire metric; unspecified is cosine.
 func toMetric(m embeddv1.Metric) (index.Metric, error) {
 	switch m {
 	case embeddv1.Metric_METRIC_UNSPECIFIED, embeddv1.Metric_METRIC_COSINE:
@@ -67,7 +25,7 @@ func toMetric(m embeddv1.Metric) (index.Metric, error) {
 	case embeddv1.Metric_METRIC_L2:
 		return index.L2, nil
 	}
-	return 0, status.Errorf(codes.InvalidArgument, "metric: %d is not a known metric", m)
+	return 0, grpcError(core.Errorf(core.InvalidArgument, "metric", "%d is not a known metric", m))
 }
 
 func fromMetric(m index.Metric) embeddv1.Metric {
@@ -80,15 +38,20 @@ func fromMetric(m index.Metric) embeddv1.Metric {
 	return embeddv1.Metric_METRIC_COSINE
 }
 
-func describe(name string, c *index.Collection) *embeddv1.Collection {
-	sp := c.Spec()
-	return &embeddv1.Collection{Name: name, Dimension: uint32(sp.Dim), Metric: fromMetric(sp.Metric), Count: uint64(c.Stats().Live), Model: sp.Model}
+func describe(c core.CollectionInfo) *embeddv1.Collection {
+	return &embeddv1.Collection{Name: c.Name, Dimension: uint32(c.Dim), Metric: fromMetric(c.Metric), Count: uint64(c.Live), Model: c.Model}
+}
+
+// embedSpec reads the wire embed options of a collection call.
+func embedSpec(o *embeddv1.EmbedOptions) core.EmbedSpec {
+	model, mo := options(o)
+	return core.EmbedSpec{Model: model, Options: mo}
 }
 
 // CreateCollection implements embeddv1.IndexServiceServer. With a model and
 // no dimension, the dimension is the model's.
 func (x *indexService) CreateCollection(ctx context.Context, req *embeddv1.CreateCollectionRequest) (*embeddv1.CreateCollectionResponse, error) {
-	m, err := x.manager()
+	c, err := x.s.ready()
 	if err != nil {
 		return nil, err
 	}
@@ -96,147 +59,85 @@ func (x *indexService) CreateCollection(ctx context.Context, req *embeddv1.Creat
 	if err != nil {
 		return nil, err
 	}
-	dim := int(req.Dimension)
-	model := req.Model
-	if model != "" {
-		p, err := x.s.pipeline(model)
-		if err != nil {
-			return nil, err
-		}
-		info := p.model.Info()
-		model = info.ID
-		if dim == 0 {
-			dim = info.Dim
-		} else if dim > info.Dim {
-			return nil, status.Errorf(codes.InvalidArgument, "dimension: %d is over model %s's %d", dim, info.ID, info.Dim)
-		}
-	}
-	if dim == 0 {
-		return nil, status.Error(codes.InvalidArgument, "dimension: 0; give a dimension or a model")
-	}
-	c, err := m.Create(req.Name, index.Spec{Dim: dim, Metric: metric, Model: model})
+	info, err := c.CreateCollection(req.Name, index.Spec{Dim: int(req.Dimension), Metric: metric, Model: req.Model})
 	if err != nil {
-		return nil, indexStatus(err)
+		return nil, grpcError(err)
 	}
-	return &embeddv1.CreateCollectionResponse{Collection: describe(req.Name, c)}, nil
+	return &embeddv1.CreateCollectionResponse{Collection: describe(info)}, nil
 }
 
 // DropCollection implements embeddv1.IndexServiceServer.
 func (x *indexService) DropCollection(ctx context.Context, req *embeddv1.DropCollectionRequest) (*embeddv1.DropCollectionResponse, error) {
-	m, err := x.manager()
+	c, err := x.s.ready()
 	if err != nil {
 		return nil, err
 	}
-	if err := index.ValidName(req.Name); err != nil {
-		return nil, indexStatus(err)
-	}
-	if err := m.Drop(req.Name); err != nil {
-		return nil, indexStatus(err)
+	if err := c.DropCollection(req.Name); err != nil {
+		return nil, grpcError(err)
 	}
 	return &embeddv1.DropCollectionResponse{}, nil
 }
 
 // ListCollections implements embeddv1.IndexServiceServer.
 func (x *indexService) ListCollections(ctx context.Context, _ *embeddv1.ListCollectionsRequest) (*embeddv1.ListCollectionsResponse, error) {
-	m, err := x.manager()
+	c, err := x.s.ready()
 	if err != nil {
 		return nil, err
+	}
+	list, err := c.ListCollections()
+	if err != nil {
+		return nil, grpcError(err)
 	}
 	resp := &embeddv1.ListCollectionsResponse{}
-	for _, name := range m.List() {
-		if c, err := m.Get(name); err == nil {
-			resp.Collections = append(resp.Collections, describe(name, c))
-		}
+	for _, info := range list {
+		resp.Collections = append(resp.Collections, describe(info))
 	}
 	return resp, nil
-}
-
-// embedTexts embeds texts for collection c. A collection created with a
-// model uses that model, cut to the collection's dimension; otherwise the
-// request's embed options pick the model and dimensions, and the result
-// must have the collection's dimension.
-func (x *indexService) embedTexts(ctx context.Context, name string, c *index.Collection, eo *embeddv1.EmbedOptions, texts []string) ([][]float32, error) {
-	model, o := options(eo)
-	dim := c.Dim()
-	if sp := c.Spec(); sp.Model != "" {
-		model, o.Dimensions = sp.Model, dim
-	}
-	res, err := x.s.embed(ctx, model, texts, o)
-	if err != nil {
-		return nil, err
-	}
-	if got := len(res.vectors[0]); got != dim {
-		return nil, status.Errorf(codes.InvalidArgument, "collection %s has dimension %d but model %s gives %d: set embed.dimensions or create the collection with a model", name, dim, res.model, got)
-	}
-	return res.vectors, nil
 }
 
 // Upsert implements embeddv1.IndexServiceServer: records given as text are
 // embedded first; the call returns once every record is durable.
 func (x *indexService) Upsert(ctx context.Context, req *embeddv1.UpsertRequest) (*embeddv1.UpsertResponse, error) {
-	c, err := x.collection(req.Collection)
+	c, err := x.s.ready()
 	if err != nil {
 		return nil, err
 	}
-	recs := make([]index.Record, len(req.Records))
-	var texts []string
-	var textIdx []int
+	recs := make([]core.Record, len(req.Records))
 	for i, r := range req.Records {
-		recs[i] = index.Record{ID: r.Id, Vector: r.Vector, Metadata: r.Metadata, MetadataJSON: len(r.Metadata) > 0}
-		switch {
-		case len(r.Vector) > 0 && r.Text != "":
-			return nil, status.Errorf(codes.InvalidArgument, "records[%d]: give a vector or a text, not both", i)
-		case len(r.Vector) == 0 && r.Text == "":
-			return nil, status.Errorf(codes.InvalidArgument, "records[%d]: has neither a vector nor a text", i)
-		case r.Text != "":
-			texts = append(texts, r.Text)
-			textIdx = append(textIdx, i)
-		}
+		recs[i] = core.Record{ID: r.Id, Vector: r.Vector, Text: r.Text, Metadata: r.Metadata}
 	}
-	if len(texts) > 0 {
-		vecs, err := x.embedTexts(ctx, req.Collection, c, req.Embed, texts)
-		if err != nil {
-			return nil, err
-		}
-		for j, i := range textIdx {
-			recs[i].Vector = vecs[j]
-		}
+	n, err := c.Upsert(ctx, req.Collection, recs, embedSpec(req.Embed))
+	if err != nil {
+		return nil, grpcError(err)
 	}
-	if err := c.Upsert(ctx, recs); err != nil {
-		return nil, indexStatus(err)
-	}
-	return &embeddv1.UpsertResponse{Upserted: uint64(len(recs))}, nil
+	return &embeddv1.UpsertResponse{Upserted: uint64(n)}, nil
 }
 
 // Delete implements embeddv1.IndexServiceServer.
 func (x *indexService) Delete(ctx context.Context, req *embeddv1.DeleteRequest) (*embeddv1.DeleteResponse, error) {
-	c, err := x.collection(req.Collection)
+	c, err := x.s.ready()
 	if err != nil {
 		return nil, err
 	}
-	n, err := c.Delete(ctx, req.Ids)
+	n, err := c.Delete(ctx, req.Collection, req.Ids)
 	if err != nil {
-		return nil, indexStatus(err)
+		return nil, grpcError(err)
 	}
 	return &embeddv1.DeleteResponse{Deleted: uint64(n)}, nil
 }
 
 // Get implements embeddv1.IndexServiceServer.
 func (x *indexService) Get(ctx context.Context, req *embeddv1.GetRequest) (*embeddv1.GetResponse, error) {
-	c, err := x.collection(req.Collection)
+	c, err := x.s.ready()
 	if err != nil {
 		return nil, err
 	}
-	resp := &embeddv1.GetResponse{}
-	for _, id := range req.Ids {
-		r, ok, err := c.Get(id)
-		if err != nil {
-			return nil, indexStatus(err)
-		}
-		if !ok {
-			resp.Missing = append(resp.Missing, id)
-			continue
-		}
+	found, missing, err := c.Get(req.Collection, req.Ids)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	resp := &embeddv1.GetResponse{Missing: missing}
+	for _, r := range found {
 		resp.Records = append(resp.Records, &embeddv1.Record{Id: r.ID, Vector: r.Vector, Metadata: r.Metadata})
 	}
 	return resp, nil
@@ -244,59 +145,37 @@ func (x *indexService) Get(ctx context.Context, req *embeddv1.GetRequest) (*embe
 
 // Search implements embeddv1.IndexServiceServer: text queries are embedded
 // with the collection's model, then every query is answered from one
-// snapshot.
+// snapshot (ids, scores, metadata and vectors alike).
 func (x *indexService) Search(ctx context.Context, req *embeddv1.SearchRequest) (*embeddv1.SearchResponse, error) {
-	c, err := x.collection(req.Collection)
+	c, err := x.s.ready()
 	if err != nil {
 		return nil, err
 	}
-	if len(req.Queries) == 0 {
-		return nil, status.Error(codes.InvalidArgument, "queries: the list is empty; send at least one query")
-	}
-	if len(req.Queries) > x.s.cfg.MaxTextsPerRequest {
-		return nil, status.Errorf(codes.InvalidArgument, "queries: %d is over the limit of %d per request", len(req.Queries), x.s.cfg.MaxTextsPerRequest)
-	}
-	queries := make([][]float32, len(req.Queries))
-	var texts []string
-	var textIdx []int
+	sr := core.SearchRequest{Collection: req.Collection, K: int(req.K), Filter: req.Filter, Vectors: req.IncludeVectors,
+		Embed: embedSpec(req.Embed), Queries: make([]core.Query, len(req.Queries))}
 	for i, q := range req.Queries {
 		switch v := q.Query.(type) {
 		case *embeddv1.Query_Vector:
-			queries[i] = v.Vector.GetValues()
+			sr.Queries[i].Vector = v.Vector.GetValues()
 		case *embeddv1.Query_Text:
-			texts = append(texts, v.Text)
-			textIdx = append(textIdx, i)
-		default:
-			return nil, status.Errorf(codes.InvalidArgument, "queries[%d]: has neither a vector nor a text", i)
+			sr.Queries[i].Text = v.Text
 		}
 	}
-	if len(texts) > 0 {
-		vecs, err := x.embedTexts(ctx, req.Collection, c, req.Embed, texts)
-		if err != nil {
-			return nil, err
-		}
-		for j, i := range textIdx {
-			queries[i] = vecs[j]
-		}
-	}
-	results, err := c.Search(ctx, queries, int(req.K), index.SearchOptions{Filter: req.Filter, Vectors: req.IncludeVectors})
+	results, err := c.Search(ctx, sr)
 	if err != nil {
-		return nil, indexStatus(err)
+		return nil, grpcError(err)
 	}
 	resp := &embeddv1.SearchResponse{Results: make([]*embeddv1.SearchResult, len(results))}
 	for i, hits := range results {
-		sr := &embeddv1.SearchResult{Hits: make([]*embeddv1.Hit, len(hits))}
+		out := &embeddv1.SearchResult{Hits: make([]*embeddv1.Hit, len(hits))}
 		for j, h := range hits {
-			hit := &embeddv1.Hit{Id: h.ID, Score: h.Score}
+			hit := &embeddv1.Hit{Id: h.ID, Score: h.Score, Vector: h.Vector}
 			if req.IncludeMetadata {
 				hit.Metadata = h.Metadata
 			}
-			if req.IncludeVectors {
-				hit.Vector = h.Vector
-			}
-			sr.Hits[j] = hit
+			out.Hits[j] = hit
 		}
-		resp.Results[i] = sr
+		resp.Results[i] = out
 	}
 	return resp, nil
 }

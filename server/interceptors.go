@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/embedd/embedd/core"
 )
 
 // requestID returns the caller's x-request-id, or a new random one.
@@ -196,23 +196,21 @@ func (s *Server) rateLimited(key, method string) error {
 	if ok {
 		return nil
 	}
-	st := status.Newf(codes.ResourceExhausted, "rate limit of %g requests/s exceeded; retry after %v", s.cfg.RateLimit, retry)
-	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)}); err == nil {
-		st = d
-	}
-	return st.Err()
+	e := core.Errorf(core.Overloaded, "", "rate limit of %g requests/s exceeded; retry after %v", s.cfg.RateLimit, retry)
+	e.RetryAfter = retry
+	return e
 }
 
 func (s *Server) rateUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	if err := s.rateLimited(clientKey(ctx), info.FullMethod); err != nil {
-		return nil, err
+		return nil, grpcError(err)
 	}
 	return h(ctx, req)
 }
 
 func (s *Server) rateStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	if err := s.rateLimited(clientKey(ss.Context()), info.FullMethod); err != nil {
-		return err
+		return grpcError(err)
 	}
 	return h(srv, ss)
 }

@@ -9,13 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/embedd/embedd/models"
 	"github.com/embedd/embedd/models/modelstest"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
 // BenchmarkServerLoad compares, in one run and on one model, the
-// in-process batch throughput (Model.Embed on 64 texts at once) with the
+// in-process batch throughput (Model.Forward on 64 texts at once, after
+// tokenizing them) with the
 // running server over loopback gRPC at 1, 16 and 64 concurrent clients,
 // each sending one 128-token text per call. Every sub-benchmark embeds b.N
 // texts; run it with -benchtime=Nx (e.g. 256x, a multiple of 64). It
@@ -34,7 +34,7 @@ func BenchmarkServerLoad(b *testing.B) {
 		start := time.Now()
 		for lo := 0; lo < b.N; lo += 64 {
 			batch := texts[lo%len(texts) : lo%len(texts)+min(64, b.N-lo)]
-			if _, err := m.Embed(context.Background(), batch, models.Options{}); err != nil {
+			if _, err := forward(m, batch); err != nil {
 				b.Fatal(err)
 			}
 		}

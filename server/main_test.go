@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"github.com/embedd/embedd/core"
 	"log/slog"
 	"net"
 	"os"
@@ -65,10 +66,10 @@ type testServer struct {
 // testConfig is the config for the shared registry's two models.
 func testConfig() Config {
 	dir := models.DefaultRegistryConfig().Models[0].Path
-	return Config{Models: []ModelConfig{
+	return Config{Config: core.Config{Models: []core.ModelConfig{
 		{Config: models.Config{ID: "a", Path: dir}},
 		{Config: models.Config{ID: "b", Path: dir}},
-	}}
+	}}}
 }
 
 // startServer serves cfg on loopback until the test ends, then checks that

@@ -4,7 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/embedd/embedd/server/cache"
+	"github.com/embedd/embedd/core/cache"
 )
 
 // metrics are the server's Prometheus collectors, on a registry of their
@@ -21,9 +21,10 @@ type metrics struct {
 	texts        *prometheus.CounterVec   // model
 }
 
-// registerCache exports the cache's own counters.
-func (m *metrics) registerCache(c *cache.Cache) {
-	stat := func(f func(cache.Stats) float64) func() float64 { return func() float64 { return f(c.Stats()) } }
+// registerCache exports the embedding cache's own counters, read from
+// stats.
+func (m *metrics) registerCache(stats func() cache.Stats) {
+	stat := func(f func(cache.Stats) float64) func() float64 { return func() float64 { return f(stats()) } }
 	m.reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "embedd_cache_hits_total", Help: "Embedding cache hits."},
 			stat(func(s cache.Stats) float64 { return float64(s.Hits) })),

@@ -1,20 +1,18 @@
-// Package server is embedd's front door: the gRPC embedding service, the
-// OpenAI-compatible HTTP endpoint, health, metrics, limits, auth and
-// shutdown, over the models of a registry and one dynamic batcher per model
-// (package server/batch).
+// Package server is embedd's front door: the gRPC services, the
+// OpenAI-compatible HTTP endpoint, health, metrics, limits on messages,
+// auth, rate limits, tracing and shutdown. It is transport only: every call
+// goes to the application core (package core), whose errors it maps to
+// gRPC codes and HTTP statuses, each in one table (errors.go).
 //
 // Data flow of one request: interceptors (request id, log, metrics, panic
-// recovery, auth, rate limit) → validation against the limits → tokenizer
-// (on the handler's goroutine: ~11 M tokens/s per core, and the batcher
-// needs token counts for its budget) → embedding cache → the model's
-// batcher queue (bounded; full → RESOURCE_EXHAUSTED with a retry hint) →
-// batch former → ONNX Runtime on the model's worker goroutines → pooling →
-// options (dimensions, normalisation) → response.
+// recovery, auth, rate limit) → decode → core (limits, tokenizer, cache,
+// the model's batcher, ONNX Runtime, pooling, options; or a collection) →
+// encode.
 //
-// Tracing (Config.Tracing, or WithTracerProvider) adds OpenTelemetry spans
-// along that path: one server span per RPC and per /v1/embeddings request,
-// joining the caller's trace (W3C traceparent), and under it "embed" with
-// "tokenize", "cache", "queue_wait" and "inference" (see tracing.go).
+// Tracing (Config.Tracing, or WithTracerProvider) adds OpenTelemetry spans:
+// one server span per RPC and per /v1/embeddings request, joining the
+// caller's trace (W3C traceparent), and under it the core's "embed" with
+// "tokenize", "cache", "queue_wait" and "inference".
 package server
 
 import (
@@ -38,12 +36,11 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/embedd/embedd/index"
-	"github.com/embedd/embedd/index/gpusearch"
+	"github.com/embedd/embedd/core"
+	"github.com/embedd/embedd/core/batch"
+	"github.com/embedd/embedd/core/cache"
 	"github.com/embedd/embedd/models"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
-	"github.com/embedd/embedd/server/batch"
-	"github.com/embedd/embedd/server/cache"
 	"github.com/embedd/embedd/server/ratelimit"
 )
 
@@ -53,7 +50,6 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	cache   *cache.Cache
 	limiter *ratelimit.Limiter // nil when rate limiting is off
 	health  *health.Server
 	grpc    *grpc.Server
@@ -70,22 +66,10 @@ type Server struct {
 
 	beforeLoad func() // test hook, run just before the models load
 
-	state    atomic.Pointer[state] // nil until models are loaded
-	draining atomic.Bool           // set when shutdown begins
-	serveMu  sync.Mutex            // guards served
+	core     atomic.Pointer[core.Core] // nil until the models are loaded
+	draining atomic.Bool               // set when shutdown begins
+	serveMu  sync.Mutex                // guards served
 	served   bool
-}
-
-// state is what exists once the models and collections are loaded.
-type state struct {
-	reg         *models.Registry
-	pipes       map[string]*pipeline // by model id
-	collections *index.Manager
-	// search names the search backend that runs ("cpu", "cuda:0").
-	search string
-	// closeBackend closes the search backend (after the collections); nil
-	// before it is chosen.
-	closeBackend func() error
 }
 
 // Option changes how New builds a Server.
@@ -113,14 +97,14 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("embedd/server: config: %w", err)
 	}
-	s := &Server{cfg: cfg, log: slog.Default(), metrics: newMetrics(), cache: cache.New(cfg.CacheBytes)}
+	s := &Server{cfg: cfg, log: slog.Default(), metrics: newMetrics()}
 	for _, o := range opts {
 		o(s)
 	}
 	if cfg.RateLimit > 0 {
 		s.limiter = ratelimit.New(cfg.RateLimit, cfg.RateBurst)
 	}
-	s.metrics.registerCache(s.cache)
+	s.metrics.registerCache(s.cacheStats)
 
 	gopts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
@@ -205,21 +189,21 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	if s.beforeLoad != nil {
 		s.beforeLoad()
 	}
-	st, err := s.load()
+	c, err := s.load()
 	if err != nil {
 		serveErr = err
 	} else {
-		s.state.Store(st)
+		s.core.Store(c)
 		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		s.health.SetServingStatus(embeddv1.EmbeddingService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 		s.health.SetServingStatus(embeddv1.IndexService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-		s.log.Info("embedd: serving", "models", len(st.pipes))
+		s.log.Info("embedd: serving", "models", len(c.Models()), "search", c.SearchBackend())
 		select {
 		case <-ctx.Done():
 		case serveErr = <-errc:
 		}
 	}
-	shutErr := s.shutdown(st)
+	shutErr := s.shutdown(c)
 	wg.Wait()
 	return errors.Join(serveErr, shutErr)
 }
@@ -231,69 +215,51 @@ func addrOf(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// load opens the registry (unless given), starts a batcher per model and
-// opens the collections.
-func (s *Server) load() (*state, error) {
-	reg := s.given
-	if reg == nil {
-		var err error
-		if reg, err = models.OpenRegistry(s.cfg.Registry(), s.log); err != nil {
-			return nil, err
-		}
+// load opens the core: the registry (unless given), a pipeline per model,
+// the collections and the search backend; and exports each model's queue.
+func (s *Server) load() (*core.Core, error) {
+	opts := []core.Option{core.WithLogger(s.log), core.WithBatchObserver(s.observeBatch())}
+	if s.given != nil {
+		opts = append(opts, core.WithRegistry(s.given))
 	}
-	st := &state{reg: reg, pipes: map[string]*pipeline{}}
-	dev, err := gpusearch.ParseDevice(s.cfg.SearchDevice)
-	if err != nil { // Validate has checked it
-		return nil, errors.Join(fmt.Errorf("embedd/server: search_device: %w", err), s.closeState(st))
+	if s.tracer != nil {
+		opts = append(opts, core.WithTracer(s.tracer))
 	}
-	backend, closeBackend, err := gpusearch.Select(dev, s.log, gpusearch.WithFP16(s.cfg.SearchFP16))
+	c, err := core.Open(s.cfg.Config, opts...)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("embedd/server: search_device: %w", err), s.closeState(st))
+		return nil, err
 	}
-	st.closeBackend, st.search = closeBackend, backend.Name()
-	if st.collections, err = index.OpenManager(s.cfg.DataDir, index.WithLogger(s.log), index.WithBackend(backend)); err != nil {
-		return nil, errors.Join(fmt.Errorf("embedd/server: data_dir: %w", err), s.closeState(st))
-	}
-	for _, mc := range s.cfg.Models {
-		m, err := reg.Get(mc.ID)
-		if err != nil {
-			return nil, errors.Join(err, s.closeState(st))
-		}
-		b, err := batch.New(m, batch.Config{
-			Dim: m.Info().Dim, MaxBatchTokens: mc.MaxBatchTokens, MaxBatchSize: mc.MaxBatchSize,
-			MaxWait: time.Duration(mc.MaxWait), QueueSize: mc.QueueSize, Workers: mc.Workers,
-			Observe: s.observeBatch(mc.ID),
-		})
-		if err != nil {
-			return nil, errors.Join(err, s.closeState(st))
-		}
-		st.pipes[mc.ID] = &pipeline{model: m, batcher: b}
-		labels := prometheus.Labels{"model": mc.ID}
+	for _, m := range c.Models() {
+		labels := prometheus.Labels{"model": m.ID}
+		queue := func() core.QueueStats { q, _ := c.Queue(m.ID); return q }
 		s.metrics.reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "embedd_queue_depth", Help: "Texts waiting for a batch.", ConstLabels: labels},
-				func() float64 { return float64(b.QueueDepth()) }),
+				func() float64 { return float64(queue().Depth) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "embedd_dropped_texts_total", Help: "Texts of cancelled or expired requests dropped before inference.", ConstLabels: labels},
-				func() float64 { return float64(b.Dropped()) }),
+				func() float64 { return float64(queue().Dropped) }),
 		)
 	}
-	return st, nil
+	return c, nil
 }
 
-// observeBatch feeds a batcher's statistics into the metrics.
-func (s *Server) observeBatch(model string) func(batch.Stats) {
-	rows := s.metrics.batchRows.WithLabelValues(model)
-	padding := s.metrics.batchPadding.WithLabelValues(model)
-	run := s.metrics.batchRun.WithLabelValues(model)
-	wait := s.metrics.queueWait.WithLabelValues(model)
-	tokens := s.metrics.tokens.WithLabelValues(model)
-	texts := s.metrics.texts.WithLabelValues(model)
-	return func(st batch.Stats) {
-		rows.Observe(float64(st.Rows))
-		padding.Observe(float64(st.PaddedTokens) / float64(max(1, st.Tokens)))
-		run.Observe(st.Run.Seconds())
-		wait.Observe(st.QueueWait.Seconds())
-		tokens.Add(float64(st.Tokens))
-		texts.Add(float64(st.Rows))
+// cacheStats reports the core's embedding cache (zeros while loading).
+func (s *Server) cacheStats() cache.Stats {
+	if c := s.core.Load(); c != nil {
+		return c.CacheStats()
+	}
+	return cache.Stats{}
+}
+
+// observeBatch feeds the batchers' statistics into the metrics.
+func (s *Server) observeBatch() func(model string, st batch.Stats) {
+	m := s.metrics
+	return func(model string, st batch.Stats) {
+		m.batchRows.WithLabelValues(model).Observe(float64(st.Rows))
+		m.batchPadding.WithLabelValues(model).Observe(float64(st.PaddedTokens) / float64(max(1, st.Tokens)))
+		m.batchRun.WithLabelValues(model).Observe(st.Run.Seconds())
+		m.queueWait.WithLabelValues(model).Observe(st.QueueWait.Seconds())
+		m.tokens.WithLabelValues(model).Add(float64(st.Tokens))
+		m.texts.WithLabelValues(model).Add(float64(st.Rows))
 		if st.Err != nil {
 			s.log.Error("embedd: batch failed", "model", model, "rows", st.Rows, "err", st.Err)
 		}
@@ -301,7 +267,7 @@ func (s *Server) observeBatch(model string) func(batch.Stats) {
 }
 
 // shutdown stops serving within the grace period and releases everything.
-func (s *Server) shutdown(st *state) error {
+func (s *Server) shutdown(c *core.Core) error {
 	s.draining.Store(true)
 	s.health.Shutdown() // every service NOT_SERVING
 	grace := time.Duration(s.cfg.ShutdownGrace)
@@ -325,26 +291,10 @@ func (s *Server) shutdown(st *state) error {
 		s.grpc.Stop()
 		<-done
 	}
-	if st != nil {
-		errs = append(errs, s.closeState(st))
+	if c != nil {
+		errs = append(errs, c.Close())
 	}
 	s.stopTracing()
 	s.log.Info("embedd: stopped")
 	return errors.Join(errs...)
-}
-
-// closeState closes the batchers (draining them), the collections, and
-// the registry if the server opened it.
-func (s *Server) closeState(st *state) error {
-	for _, p := range st.pipes {
-		p.batcher.Close()
-	}
-	err := st.collections.Close()
-	if st.closeBackend != nil {
-		err = errors.Join(err, st.closeBackend())
-	}
-	if st.reg != s.given {
-		err = errors.Join(err, st.reg.Close())
-	}
-	return err
 }

@@ -53,13 +53,35 @@ func unbatched(t *testing.T, model string, texts []string) [][]float32 {
 	}
 	out := make([][]float32, len(texts))
 	for i, s := range texts {
-		r, err := m.Embed(context.Background(), []string{s}, models.Options{})
+		r, err := forward(m, []string{s})
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[i] = r.Vectors[0]
+		out[i] = r[0]
 	}
 	return out
+}
+
+// forward runs texts through m as one batch (truncated to the model's
+// length), with the model's default options: the model alone, without the
+// core's limits, cache or batcher.
+func forward(m *models.Model, texts []string) ([][]float32, error) {
+	seqs := make([][]int32, len(texts))
+	out := make([][]float32, len(texts))
+	for i, t := range texts {
+		var err error
+		if seqs[i], err = m.Tokenize(nil, i, t, models.TruncateEnd); err != nil {
+			return nil, err
+		}
+		out[i] = make([]float32, m.Info().Dim)
+	}
+	if err := m.Forward(seqs, out); err != nil {
+		return nil, err
+	}
+	for i, v := range out {
+		out[i] = m.Finish(v, models.Options{})
+	}
+	return out, nil
 }
 
 func TestConcurrentClientsGetUnbatchedVectors(t *testing.T) {
@@ -120,8 +142,8 @@ func TestFullQueueRefusesWhileOthersSucceed(t *testing.T) {
 		_, err := ts.embed.Embed(context.Background(), &embeddv1.EmbedRequest{Texts: []string{long, long + "1", long + "2", long + "3"}})
 		first <- err
 	}()
-	b := ts.s.state.Load().pipes["a"].batcher
-	for b.QueueDepth() != 3 { // one running, three waiting
+	depth := func() int { q, _ := ts.s.core.Load().Queue("a"); return q.Depth }
+	for depth() != 3 { // one running, three waiting
 		time.Sleep(time.Millisecond)
 	}
 	second := make(chan error, 1)
@@ -129,7 +151,7 @@ func TestFullQueueRefusesWhileOthersSucceed(t *testing.T) {
 		_, err := ts.embed.Embed(context.Background(), &embeddv1.EmbedRequest{Texts: []string{"fills the queue"}})
 		second <- err
 	}()
-	for b.QueueDepth() != 4 {
+	for depth() != 4 {
 		time.Sleep(time.Millisecond)
 	}
 	start := time.Now()
@@ -358,7 +380,7 @@ func TestCacheServesRepeatsAndKeepsOptionsApart(t *testing.T) {
 	if math.Abs(math.Sqrt(n)-1) < 1e-3 {
 		t.Error("normalize=false answered a normalised vector")
 	}
-	hits := ts.s.cache.Stats().Hits
+	hits := ts.s.core.Load().CacheStats().Hits
 	if hits < 2 {
 		t.Errorf("cache hits = %d after two repeats", hits)
 	}

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/embedd/embedd/core"
+	"github.com/embedd/embedd/device"
 	"github.com/embedd/embedd/models"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
@@ -51,17 +51,25 @@ func toEmbeddings(vecs [][]float32) []*embeddv1.Embedding {
 // Embed implements embeddv1.EmbeddingServiceServer.
 func (e *embeddingService) Embed(ctx context.Context, req *embeddv1.EmbedRequest) (*embeddv1.EmbedResponse, error) {
 	model, o := options(req.Options)
-	res, err := e.s.embed(ctx, model, req.Texts, o)
+	c, err := e.s.ready()
 	if err != nil {
 		return nil, err
 	}
-	return &embeddv1.EmbedResponse{Embeddings: toEmbeddings(res.vectors), Model: res.model, Tokens: uint64(res.tokens)}, nil
+	res, err := c.Embed(ctx, model, req.Texts, o)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &embeddv1.EmbedResponse{Embeddings: toEmbeddings(res.Vectors), Model: res.Model, Tokens: uint64(res.Tokens)}, nil
 }
 
 // EmbedStream implements embeddv1.EmbeddingServiceServer: up to
 // StreamInFlight chunks are embedded at once and answered in order; a bad
 // chunk is answered with its error and the stream goes on.
 func (e *embeddingService) EmbedStream(stream embeddv1.EmbeddingService_EmbedStreamServer) error {
+	c, err := e.s.ready()
+	if err != nil {
+		return err
+	}
 	ctx := stream.Context()
 	g, ctx := errgroup.WithContext(ctx)
 	pending := make(chan chan *embeddv1.EmbedStreamResponse, e.s.cfg.StreamInFlight)
@@ -84,12 +92,12 @@ func (e *embeddingService) EmbedStream(stream embeddv1.EmbeddingService_EmbedStr
 			g.Go(func() error {
 				model, o := options(req.Options)
 				resp := &embeddv1.EmbedStreamResponse{Id: req.Id}
-				res, err := e.s.embed(ctx, model, req.Texts, o)
+				res, err := c.Embed(ctx, model, req.Texts, o)
 				if err != nil {
-					st := status.Convert(err)
+					st := status.Convert(grpcError(err))
 					resp.Error = &embeddv1.Error{Code: int32(st.Code()), Message: st.Message()}
 				} else {
-					resp.Embeddings, resp.Tokens = toEmbeddings(res.vectors), uint64(res.tokens)
+					resp.Embeddings, resp.Tokens = toEmbeddings(res.Vectors), uint64(res.Tokens)
 				}
 				slot <- resp
 				return nil
@@ -109,57 +117,57 @@ func (e *embeddingService) EmbedStream(stream embeddv1.EmbeddingService_EmbedStr
 		}
 		return nil
 	})
-	if err := g.Wait(); err != nil {
-		return toStatus(err)
-	}
-	return nil
+	return grpcError(g.Wait())
 }
 
 // Tokenize implements embeddv1.EmbeddingServiceServer.
 func (e *embeddingService) Tokenize(ctx context.Context, req *embeddv1.TokenizeRequest) (*embeddv1.TokenizeResponse, error) {
-	p, err := e.s.pipeline(req.Model)
+	c, err := e.s.ready()
 	if err != nil {
 		return nil, err
 	}
-	if err := e.s.checkTexts(req.Texts); err != nil {
-		return nil, err
+	ids, err := c.Tokenize(req.Model, req.Texts, req.Truncate)
+	if err != nil {
+		return nil, grpcError(err)
 	}
-	maxLen := 0
-	if req.Truncate {
-		maxLen = p.model.Info().MaxLength
-	}
-	resp := &embeddv1.TokenizeResponse{Tokens: make([]*embeddv1.TokenIds, len(req.Texts))}
-	for i, t := range req.Texts {
-		if !utf8.ValidString(t) {
-			return nil, status.Errorf(codes.InvalidArgument, "texts[%d]: is not valid UTF-8", i)
-		}
-		ids, _ := p.model.Tokenizer().Encode(nil, t, maxLen)
-		resp.Tokens[i] = &embeddv1.TokenIds{Ids: ids}
+	resp := &embeddv1.TokenizeResponse{Tokens: make([]*embeddv1.TokenIds, len(ids))}
+	for i, t := range ids {
+		resp.Tokens[i] = &embeddv1.TokenIds{Ids: t}
 	}
 	return resp, nil
 }
 
 // ListModels implements embeddv1.EmbeddingServiceServer.
 func (e *embeddingService) ListModels(ctx context.Context, _ *embeddv1.ListModelsRequest) (*embeddv1.ListModelsResponse, error) {
-	st := e.s.state.Load()
-	if st == nil {
-		return nil, status.Error(codes.Unavailable, "models are still loading; retry shortly")
+	c, err := e.s.ready()
+	if err != nil {
+		return nil, err
 	}
 	resp := &embeddv1.ListModelsResponse{}
-	for _, m := range st.reg.Models() {
+	for _, m := range c.Models() {
 		resp.Models = append(resp.Models, &embeddv1.Model{
 			Id: m.ID, Dimensions: uint32(m.Dim), MaxLength: uint32(m.MaxLength), Pooling: string(m.Pooling),
-			Normalize: m.Normalize, Device: joinDevices(m.Devices), Default: m.ID == st.reg.DefaultID(),
+			Normalize: m.Normalize, Device: joinDevices(m.Devices), Default: m.Default,
 		})
 	}
 	return resp, nil
 }
 
 // joinDevices lists a model's replica devices, comma-separated.
-func joinDevices(ds []models.Device) string {
+func joinDevices(ds []device.Device) string {
 	names := make([]string, len(ds))
 	for i, d := range ds {
 		names[i] = d.String()
 	}
 	return strings.Join(names, ",")
+}
+
+// ready returns the core, or UNAVAILABLE while the models load or once
+// shutdown began.
+func (s *Server) ready() (*core.Core, error) {
+	c := s.core.Load()
+	if c == nil {
+		return nil, grpcError(core.Unavailablef("models are still loading; retry shortly"))
+	}
+	return c, nil
 }

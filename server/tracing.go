@@ -15,11 +15,11 @@ package server
 //	                                      embedd.model, embedd.device, embedd.pooling
 //
 // and "POST /v1/embeddings" (http.*, embedd.request_id) for the HTTP
-// endpoint. A batch runs the texts of many requests, so no request's span
-// can be open around it: queue_wait and inference are recorded after the
-// fact, with the times the batcher reports (batch.SubmitTimed), one pair per
-// batch that ran some of the request's texts. Pooling runs inside the
-// model's Forward call, so it has no span of its own.
+// endpoint. This file makes the server spans and owns the provider; the
+// spans under "embed" are the core's (core.WithTracer, core/trace.go), which
+// records queue_wait and inference after the fact, one pair per batch that
+// ran some of the request's texts. Pooling runs inside the model's Forward
+// call, so it has no span of its own.
 //
 // When tracing is off, tracer is nil: no provider, no exporter, no
 // goroutines, and the code paths below skip span work without allocating.
@@ -46,9 +46,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-
-	"github.com/embedd/embedd/models"
-	"github.com/embedd/embedd/server/batch"
 )
 
 // tracerName is the instrumentation scope of embedd's spans.
@@ -59,19 +56,7 @@ const tracingFlushTimeout = 5 * time.Second
 
 // Attribute keys of embedd's own span attributes.
 const (
-	attrRequestID   = attribute.Key("embedd.request_id")
-	attrModel       = attribute.Key("embedd.model")
-	attrDevice      = attribute.Key("embedd.device")
-	attrPooling     = attribute.Key("embedd.pooling")
-	attrTexts       = attribute.Key("embedd.texts")
-	attrTokens      = attribute.Key("embedd.tokens")
-	attrCacheHits   = attribute.Key("embedd.cache.hits")
-	attrCacheMisses = attribute.Key("embedd.cache.misses")
-	attrBatchID     = attribute.Key("embedd.batch.id")
-	attrBatchRows   = attribute.Key("embedd.batch.rows")
-	attrBatchTexts  = attribute.Key("embedd.batch.texts") // the request's texts in the batch
-	attrBatchTokens = attribute.Key("embedd.batch.tokens")
-	attrBatchPadded = attribute.Key("embedd.batch.padded_tokens")
+	attrRequestID = attribute.Key("embedd.request_id")
 )
 
 // traceparentField is the W3C trace context's metadata key.
@@ -79,10 +64,6 @@ const traceparentField = "traceparent"
 
 // propagator reads the caller's W3C trace context.
 var propagator = propagation.TraceContext{}
-
-// noSpan is the span the helpers return when tracing is off: every method
-// is a no-op.
-var noSpan = trace.SpanFromContext(context.Background())
 
 // version is the module's version as built ("(devel)" outside a release),
 // for service.version.
@@ -168,23 +149,6 @@ func (s *Server) stopTracing() {
 	if err := s.ownTP.Shutdown(ctx); err != nil {
 		s.log.Warn("embedd: tracing: spans not flushed at shutdown", "endpoint", s.cfg.Tracing.OTLPEndpoint, "err", err)
 	}
-}
-
-// startSpan starts an internal span under ctx's; with tracing off it
-// returns ctx and noSpan.
-func (s *Server) startSpan(ctx context.Context, name string) (context.Context, trace.Span) {
-	if s.tracer == nil {
-		return ctx, noSpan
-	}
-	return s.tracer.Start(ctx, name)
-}
-
-// endSpan ends span, marking it failed when err is not nil.
-func endSpan(span trace.Span, err error) {
-	if err != nil && span.IsRecording() {
-		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
-	}
-	span.End()
 }
 
 // metadataCarrier reads trace context from incoming gRPC metadata.
@@ -286,53 +250,4 @@ func (s *Server) traceHTTP(next http.Handler) http.Handler {
 			span.SetStatus(otelcodes.Error, http.StatusText(sw.code))
 		}
 	})
-}
-
-// submit sends seqs through the model's batcher. When ctx's span records,
-// it asks the batcher for the request's timing and records "queue_wait"
-// and "inference" spans after the fact, one pair per batch.
-func (s *Server) submit(ctx context.Context, p *pipeline, seqs [][]int32) ([][]float32, error) {
-	if !trace.SpanFromContext(ctx).IsRecording() {
-		return p.batcher.Submit(ctx, seqs)
-	}
-	vecs, tm, err := p.batcher.SubmitTimed(ctx, seqs)
-	s.traceBatches(ctx, p.model.Info(), tm, err)
-	return vecs, err
-}
-
-// traceBatches records the queue wait and the model run of each batch of
-// tm; when no batch ran (queue full, closed, ctx ended), a queue_wait span
-// up to now carries the error.
-func (s *Server) traceBatches(ctx context.Context, info models.Info, tm batch.Timing, err error) {
-	if tm.Submitted.IsZero() {
-		return
-	}
-	if len(tm.Batches) == 0 {
-		if err != nil {
-			_, q := s.tracer.Start(ctx, "queue_wait", trace.WithTimestamp(tm.Submitted))
-			q.SetStatus(otelcodes.Error, err.Error())
-			q.End()
-		}
-		return
-	}
-	for _, b := range tm.Batches {
-		_, q := s.tracer.Start(ctx, "queue_wait", trace.WithTimestamp(tm.Submitted),
-			trace.WithAttributes(attrBatchID.Int64(int64(b.ID)), attrBatchTexts.Int(b.Texts)))
-		q.End(trace.WithTimestamp(b.Start))
-		_, in := s.tracer.Start(ctx, "inference", trace.WithTimestamp(b.Start),
-			trace.WithAttributes(
-				attrModel.String(info.ID),
-				attrDevice.String(info.Device.String()),
-				attrPooling.String(string(info.Pooling)),
-				attrBatchID.Int64(int64(b.ID)),
-				attrBatchRows.Int(b.Rows),
-				attrBatchTexts.Int(b.Texts),
-				attrBatchTokens.Int(b.Tokens),
-				attrBatchPadded.Int(b.PaddedTokens),
-			))
-		if b.Err != nil {
-			in.SetStatus(otelcodes.Error, b.Err.Error())
-		}
-		in.End(trace.WithTimestamp(b.End))
-	}
 }

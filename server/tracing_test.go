@@ -313,22 +313,8 @@ func TestTracingOffBuildsNothing(t *testing.T) {
 	if ts.s.tracer != nil || ts.s.ownTP != nil {
 		t.Errorf("tracing off, yet tracer %v and provider %v", ts.s.tracer, ts.s.ownTP)
 	}
-	ctx := context.Background()
-	if c, span := ts.s.startSpan(ctx, "x"); c != ctx || span.IsRecording() {
-		t.Error("startSpan with tracing off changed the context or records")
-	}
-	if _, span := ts.s.startRPCSpan(ctx, "/a/B", "id", time.Now()); span != nil {
+	if _, span := ts.s.startRPCSpan(context.Background(), "/a/B", "id", time.Now()); span != nil {
 		t.Error("startRPCSpan with tracing off returned a span")
-	}
-	allocs := testing.AllocsPerRun(100, func() {
-		_, span := ts.s.startSpan(ctx, "x")
-		if span.IsRecording() {
-			span.SetAttributes(attrTexts.Int(1))
-		}
-		endSpan(span, nil)
-	})
-	if allocs != 0 {
-		t.Errorf("span helpers with tracing off allocate %v times", allocs)
 	}
 }
 

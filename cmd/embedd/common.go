@@ -8,6 +8,7 @@ import (
 	"iter"
 	"log/slog"
 
+	"github.com/embedd/embedd/core"
 	"github.com/embedd/embedd/models"
 )
 
@@ -44,6 +45,26 @@ func (f *modelFlags) open(stderr io.Writer) (*models.Registry, *models.Model, er
 		return nil, nil, joinClose(err, reg)
 	}
 	return reg, m, nil
+}
+
+// openCore opens the application core over the config's models, without
+// collections, with an embedding cache of cacheBytes (-1: off); the caller
+// closes it.
+func (f *modelFlags) openCore(stderr io.Writer, cacheBytes int64) (*core.Core, error) {
+	sc, err := loadServerConfig(f.config)
+	if err != nil {
+		return nil, err
+	}
+	cfg := sc.Config
+	if f.ortLib != "" {
+		cfg.ORTLib = f.ortLib
+	}
+	cfg.DataDir, cfg.CacheBytes = "", cacheBytes
+	if cacheBytes == 0 {
+		cfg.CacheBytes = -1
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return core.Open(cfg, core.WithLogger(log))
 }
 
 func joinClose(err error, c interface{ Close() error }) error {

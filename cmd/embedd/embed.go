@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/embedd/embedd/core"
 	"github.com/embedd/embedd/models"
 )
 
@@ -27,6 +28,7 @@ func embedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	normalize := fs.String("normalize", "default", "L2-normalise vectors: default (as the model says), true, false")
 	dims := fs.Int("dimensions", 0, "keep the first `n` components (Matryoshka); 0 keeps all")
 	truncate := fs.Bool("truncate", true, "cut texts over the model's max length; false rejects them")
+	cacheBytes := fs.Int64("cache-bytes", -1, "embedding cache size in `bytes` for repeated lines; -1 turns it off")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: embedd embed [flags] [TEXT...]\n\nEmbeds the texts given as arguments, or else one text per line of stdin,\nand prints one JSON line {\"index\": i, \"embedding\": [...]} per text.\n\nflags:")
 		fs.PrintDefaults()
@@ -48,12 +50,12 @@ func embedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if !*truncate {
 		opts.Truncate = models.Reject
 	}
-	reg, m, err := mf.open(stderr)
+	c, err := mf.openCore(stderr, *cacheBytes)
 	if err != nil {
 		fmt.Fprintf(stderr, "embedd embed: %v\n", err)
 		return 1
 	}
-	defer reg.Close()
+	defer c.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -61,12 +63,9 @@ func embedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer out.Flush()
 	var line []byte
 	emit := func(first int, texts []string) error {
-		res, err := m.Embed(ctx, texts, opts)
-		if ie, ok := errors.AsType[*models.InputError](err); ok {
-			return fmt.Errorf("text %d: %s", first+ie.Index+1, ie.Reason)
-		}
+		res, err := c.Embed(ctx, mf.model, texts, opts)
 		if err != nil {
-			return err
+			return inputError(first, err)
 		}
 		for i, v := range res.Vectors {
 			line = appendVectorJSON(line[:0], first+i, v)
@@ -90,6 +89,17 @@ func embedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// inputError renames a chunk's "texts[i]" field as the input's index
+// (counted from 0, as the output's "index" is).
+func inputError(first int, err error) error {
+	e := core.AsError(err)
+	var i int
+	if _, serr := fmt.Sscanf(e.Field, "texts[%d]", &i); serr == nil {
+		return fmt.Errorf("text %d: %s", first+i, e.Msg)
+	}
+	return e
 }
 
 // forChunks calls fn with consecutive chunks of up to n lines of r and the

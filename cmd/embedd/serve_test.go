@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/embedd/embedd/device"
 	"github.com/embedd/embedd/models"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
@@ -106,7 +107,7 @@ func TestServeSIGTERMWithCUDA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := rt.NewSession(filepath.Join(modelDir, "model.onnx"), models.SessionConfig{Device: models.Device{Kind: "cuda"}})
+	s, err := rt.NewSession(filepath.Join(modelDir, "model.onnx"), models.SessionConfig{Device: device.Device{Kind: device.CUDA}})
 	s.Close()
 	rt.Close()
 	if err != nil {
