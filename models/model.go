@@ -67,7 +67,8 @@ type Options struct {
 
 // Kinds of model, as Info.Kind names them.
 const (
-	KindONNX = "onnx" // a transformer run by ONNX Runtime, then pooled
+	KindONNX   = "onnx"   // a transformer run by ONNX Runtime, then pooled
+	KindStatic = "static" // a token table, mean-pooled (static.go)
 )
 
 // Info describes a loaded model.
@@ -76,7 +77,7 @@ type Info struct {
 	Path      string
 	Kind      string          // KindONNX, or another engine's kind
 	Dim       int             // width of the vectors (the hidden size)
-	MaxLength int             // tokens, [CLS] and [SEP] included
+	MaxLength int             // tokens, [CLS] and [SEP] included (static models add none)
 	Pooling   Pooling         // how token states become one vector
 	Normalize bool            // whether vectors are L2-normalised by default
 	Device    device.Device   // where inference runs (the first replica's device)
@@ -103,6 +104,9 @@ type Model struct {
 	tok  *tokenizer.Tokenizer
 	eng  engine
 	onnx *onnxEngine // eng when it is ONNX, for Session; else nil
+	// static is eng when it is a static table, whose tokenization adds no
+	// [CLS] and [SEP] and may leave a text no token; else nil.
+	static *staticModel
 
 	// mu guards closed against eng: Forward holds it shared while it runs
 	// the engine, Close holds it exclusively to wait for them and release.
@@ -142,7 +146,14 @@ type Config struct {
 
 // Load opens the model folder cfg.Path on rt. The caller owns the Model and
 // must Close it before closing rt.
+//
+// A static embedding folder (static.go) needs no Runtime: rt may be nil.
 func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
+	if sub, ok, err := staticFolder(cfg.Path); err != nil {
+		return nil, err
+	} else if ok {
+		return loadStaticModel(cfg, sub)
+	}
 	fc, err := readFolder(cfg.Path)
 	if err != nil {
 		return nil, err
@@ -225,7 +236,13 @@ func (m *Model) Tokenize(dst []int32, i int, text string, t Truncation) ([]int32
 		return dst, &InputError{Index: i, Reason: "is not valid UTF-8"}
 	}
 	start := len(dst)
-	ids, n := m.tok.Encode(dst, text, m.info.MaxLength)
+	var ids []int32
+	var n int
+	if m.static != nil {
+		ids, n = m.static.encode(dst, text, m.info.MaxLength)
+	} else {
+		ids, n = m.tok.Encode(dst, text, m.info.MaxLength)
+	}
 	if n > m.info.MaxLength && t == Reject {
 		return ids[:start], &InputError{Index: i, Reason: fmt.Sprintf("has %d tokens, over model %s's limit of %d (allow truncation to cut it)", n, m.info.ID, m.info.MaxLength)}
 	}
@@ -234,14 +251,15 @@ func (m *Model) Tokenize(dst []int32, i int, text string, t Truncation) ([]int32
 
 // Forward runs one batch, as packed by the caller, and writes each
 // sequence's pooled, not yet normalised vector (Dim wide) into dst[i].
-// Every sequence must hold 1 to MaxLength ids. Use Finish to apply a
+// Every sequence must hold 1 to MaxLength ids (0 to MaxLength for a static
+// model, which gives no token the zero vector). Use Finish to apply a
 // request's options to the result. Safe for concurrent use.
 func (m *Model) Forward(seqs [][]int32, dst [][]float32) error {
 	if len(dst) != len(seqs) {
 		return fmt.Errorf("embedd/models: Forward got %d sequences but %d destinations", len(seqs), len(dst))
 	}
 	for i, s := range seqs {
-		if len(s) == 0 || len(s) > m.info.MaxLength {
+		if (len(s) == 0 && m.static == nil) || len(s) > m.info.MaxLength {
 			return &InputError{Index: i, Reason: fmt.Sprintf("has %d tokens, want 1 to %d", len(s), m.info.MaxLength)}
 		}
 		if len(dst[i]) != m.info.Dim {

@@ -130,9 +130,9 @@ type Registry struct {
 	def    string
 }
 
-// OpenRegistry validates cfg, loads ONNX Runtime and every model. On error
-// it closes whatever it had opened. The caller owns the Registry and must
-// Close it.
+// OpenRegistry validates cfg, loads ONNX Runtime (only when some model is
+// not a static embedding model) and every model. On error it closes
+// whatever it had opened. The caller owns the Registry and must Close it.
 func OpenRegistry(cfg RegistryConfig, log *slog.Logger) (*Registry, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("embedd/models: config: %w", err)
@@ -140,9 +140,18 @@ func OpenRegistry(cfg RegistryConfig, log *slog.Logger) (*Registry, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	rt, err := OpenRuntime(cfg.ORTLib)
-	if err != nil {
-		return nil, err
+	var rt *Runtime
+	for _, mc := range cfg.Models {
+		_, static, err := staticFolder(mc.Path)
+		if err != nil {
+			return nil, fmt.Errorf("embedd/models: model %q: %w", mc.ID, err)
+		}
+		if !static {
+			if rt, err = OpenRuntime(cfg.ORTLib); err != nil {
+				return nil, err
+			}
+			break
+		}
 	}
 	r := &Registry{rt: rt, byID: map[string]*Model{}, def: cmp.Or(cfg.Default, cfg.Models[0].ID)}
 	for _, mc := range cfg.Models {
@@ -156,9 +165,13 @@ func OpenRegistry(cfg RegistryConfig, log *slog.Logger) (*Registry, error) {
 			r.byID[a] = m
 		}
 		inf := m.Info()
-		log.Info("embedd: model loaded", "id", inf.ID, "path", inf.Path, "dim", inf.Dim,
+		attrs := []any{"id", inf.ID, "path", inf.Path, "dim", inf.Dim,
 			"max_length", inf.MaxLength, "pooling", string(inf.Pooling), "normalize", inf.Normalize,
-			"kind", inf.Kind, "devices", fmt.Sprint(inf.Devices), "onnxruntime", rt.Version())
+			"kind", inf.Kind, "devices", fmt.Sprint(inf.Devices)}
+		if inf.Kind == KindONNX {
+			attrs = append(attrs, "onnxruntime", rt.Version())
+		}
+		log.Info("embedd: model loaded", attrs...)
 	}
 	return r, nil
 }

@@ -2,7 +2,6 @@ package models
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/embedd/embedd/device"
 	"github.com/embedd/embedd/models/safetensors"
 	"github.com/embedd/embedd/models/tokenizer"
 )
@@ -300,18 +300,52 @@ func addScaled(dst, src []float32, w float32) {
 	}
 }
 
-// errNotStatic is returned by loadStaticFolder for a folder that is not a
-// static model.
-var errNotStatic = errors.New("embedd/models: not a static embedding model folder")
-
-// loadStaticFolder loads dir as a static model, or returns errNotStatic.
-func loadStaticFolder(dir string, maxLen int) (*staticModel, error) {
-	sub, ok, err := staticFolder(dir)
+// loadStaticModel opens the static model folder cfg.Path (files in sub) as
+// a Model on the CPU.
+func loadStaticModel(cfg Config, sub string) (*Model, error) {
+	devices := cfg.Devices
+	if len(devices) == 0 {
+		devices = []string{cfg.Device}
+	}
+	for _, d := range devices {
+		if dev, err := device.Parse(d); err != nil || dev.Kind == device.CUDA {
+			return nil, fmt.Errorf("embedd/models: %s is a static embedding model, which runs on the CPU; device %q is not for it", cfg.Path, d)
+		}
+	}
+	if cfg.Pooling != "" && cfg.Pooling != string(PoolMean) {
+		return nil, fmt.Errorf("embedd/models: %s is a static embedding model, which pools by mean; pooling %q is not for it", cfg.Path, cfg.Pooling)
+	}
+	sm, err := loadStatic(cfg.Path, sub, cfg.MaxLength)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", errNotStatic, dir)
+	normalize := sm.normalize
+	if cfg.Normalize != nil {
+		normalize = *cfg.Normalize
 	}
-	return loadStatic(dir, sub, maxLen)
+	return &Model{
+		info: Info{ID: cfg.ID, Path: cfg.Path, Kind: KindStatic, Dim: sm.dim, MaxLength: sm.maxLen,
+			Pooling: PoolMean, Normalize: normalize, Devices: []device.Device{{}}},
+		tok:    sm.tok,
+		eng:    sm,
+		static: sm,
+	}, nil
 }
+
+// forward pools each sequence's rows; ids outside the vocabulary are an
+// InputError (they can only come from a caller that tokenized elsewhere).
+func (m *staticModel) forward(seqs [][]int32, dst [][]float32) error {
+	vocab := int32(m.tok.VocabSize())
+	for i, s := range seqs {
+		for _, id := range s {
+			if id < 0 || id >= vocab {
+				return &InputError{Index: i, Reason: fmt.Sprintf("has token id %d, outside the vocabulary of %d", id, vocab)}
+			}
+		}
+		m.pool(dst[i], s)
+	}
+	return nil
+}
+
+// close releases nothing: the table is ordinary memory.
+func (m *staticModel) close() error { return nil }

@@ -3,6 +3,7 @@ package models
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -11,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/embedd/embedd/models/safetensors"
-	"github.com/embedd/embedd/vec"
 )
 
 // staticExpected is models/testdata/static/expected.json, written by
@@ -37,16 +37,29 @@ func readStaticExpected(t *testing.T) staticExpected {
 	return e
 }
 
-// staticVector is what a static model gives text: encode, pool, and
-// normalise when the folder says so.
-func staticVector(m *staticModel, text string) ([]int32, []float32) {
-	ids, _ := m.encode(nil, text, m.maxLen)
-	v := make([]float32, m.dim)
-	m.pool(v, ids)
-	if m.normalize {
-		vec.Normalize(v)
+// loadStaticFolder loads dir through Load, with no ONNX Runtime, and
+// returns its static table.
+func loadStaticFolder(dir string, maxLen int) (*staticModel, error) {
+	m, err := Load(nil, Config{ID: "static", Path: dir, MaxLength: maxLen}, SessionConfig{})
+	if err != nil {
+		return nil, err
 	}
-	return ids, v
+	return m.static, nil
+}
+
+// staticVector is what the embed path gives text: Tokenize, Forward,
+// Finish with the folder's normalisation.
+func staticVector(t *testing.T, m *Model, text string) ([]int32, []float32) {
+	t.Helper()
+	ids, err := m.Tokenize(nil, 0, text, TruncateEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := make([]float32, m.Info().Dim)
+	if err := m.Forward([][]int32{ids}, [][]float32{v}); err != nil {
+		t.Fatal(err)
+	}
+	return ids, m.Finish(v, Options{})
 }
 
 func TestStaticMatchesNumpy(t *testing.T) {
@@ -61,15 +74,16 @@ func TestStaticMatchesNumpy(t *testing.T) {
 		{"st", e.ST, e.STIDs, true, 6},
 		{"m2v", e.M2V, e.M2VIDs, false, staticDefaultMaxLen},
 	} {
-		m, err := loadStaticFolder(filepath.Join("testdata", "static", c.dir), 0)
+		m, err := Load(nil, Config{ID: c.dir, Path: filepath.Join("testdata", "static", c.dir)}, SessionConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.dim != 8 || m.normalize != c.normalize || m.maxLen != c.maxLen {
-			t.Errorf("%s: dim %d normalize %v max length %d, want 8 %v %d", c.dir, m.dim, m.normalize, m.maxLen, c.normalize, c.maxLen)
+		inf := m.Info()
+		if inf.Kind != KindStatic || inf.Dim != 8 || inf.Normalize != c.normalize || inf.MaxLength != c.maxLen || inf.Pooling != PoolMean || len(inf.Devices) != 1 {
+			t.Errorf("%s: info %+v, want static, dim 8, normalize %v, max length %d, mean, one CPU device", c.dir, inf, c.normalize, c.maxLen)
 		}
 		for i, text := range e.Texts {
-			ids, got := staticVector(m, text)
+			ids, got := staticVector(t, m, text)
 			if !slices.Equal(ids, c.wantIDs[i]) {
 				t.Errorf("%s %q: ids %v, want %v", c.dir, text, ids, c.wantIDs[i])
 			}
@@ -127,8 +141,44 @@ func TestStaticFolderDetection(t *testing.T) {
 	if _, ok, _ := staticFolder(onnx); ok {
 		t.Error("a Transformer folder was taken for a static one")
 	}
-	if _, err := loadStaticFolder(onnx, 0); !errors.Is(err, errNotStatic) {
-		t.Errorf("loadStaticFolder(Transformer folder) = %v, want errNotStatic", err)
+}
+
+func TestStaticModelOptions(t *testing.T) {
+	dir := filepath.Join("testdata", "static", "st")
+	off := false
+	m, err := Load(nil, Config{ID: "st", Path: dir, Normalize: &off, Device: "cpu"}, SessionConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Info().Normalize || m.Session() != nil {
+		t.Errorf("normalize override ignored or a session reported: %+v", m.Info())
+	}
+	ids, err := m.Tokenize(nil, 3, "the food was delicious and the meal", Reject)
+	if err == nil || !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "has 7 tokens, over model st's limit of 6") {
+		t.Errorf("Reject of 7 tokens over 6: %v, %v", ids, err)
+	}
+	if err := m.Forward([][]int32{{5}, {48}}, [][]float32{make([]float32, 8), make([]float32, 8)}); !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), "text 1 has token id 48") {
+		t.Errorf("Forward of an id past the vocabulary: %v", err)
+	}
+	v := make([]float32, 8)
+	if err := m.Forward([][]int32{{5, 6}}, [][]float32{v}); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Finish(v, Options{Dimensions: 3, Normalize: NormalizeOn}); len(got) != 3 || math.Abs(float64(got[0]*got[0]+got[1]*got[1]+got[2]*got[2])-1) > 1e-6 {
+		t.Errorf("Matryoshka prefix of 3, normalised: %v", got)
+	}
+	for _, c := range []Config{{Device: "cuda"}, {Devices: []string{"cpu", "cuda:1"}}, {Pooling: "cls"}} {
+		c.ID, c.Path = "st", dir
+		if _, err := Load(nil, c, SessionConfig{}); err == nil || !strings.Contains(err.Error(), "static embedding model") {
+			t.Errorf("Load(%+v) = %v, want a refusal naming the static model", c, err)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Forward([][]int32{{5}}, [][]float32{v}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Forward after Close: %v, want ErrClosed", err)
 	}
 }
 
@@ -193,5 +243,25 @@ func TestStaticLoadErrors(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "model.safetensors"), string(b))
 	if _, err := loadStaticFolder(dir, 0); !errors.Is(err, safetensors.ErrShape) || !strings.Contains(err.Error(), "row 5") {
 		t.Errorf("mapping out of range: %v, want ErrShape naming row 5", err)
+	}
+}
+
+func TestRegistryOfStaticModelsNeedsNoRuntime(t *testing.T) {
+	var logs strings.Builder
+	reg, err := OpenRegistry(RegistryConfig{ORTLib: filepath.Join(t.TempDir(), "no-libonnxruntime.so"), Models: []Config{
+		{ID: "st", Path: filepath.Join("testdata", "static", "st")},
+		{ID: "m2v", Path: filepath.Join("testdata", "static", "m2v")},
+	}}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatalf("static models only, ONNX Runtime absent: %v", err)
+	}
+	defer reg.Close()
+	for _, inf := range reg.Models() {
+		if inf.Kind != KindStatic {
+			t.Errorf("%s: kind %q, want static", inf.ID, inf.Kind)
+		}
+	}
+	if !strings.Contains(logs.String(), "kind=static") || strings.Contains(logs.String(), "onnxruntime") {
+		t.Errorf("load log should name the kind and no ONNX Runtime: %s", logs.String())
 	}
 }
