@@ -139,16 +139,19 @@ func initDir(dir string, man manifest) error {
 // collection is ErrNotFound. The caller must Close the result; the mapped
 // files stay until every Snapshot is closed too.
 func Open(dir string, opts ...Option) (*Collection, error) {
-	return openWriter(dir, buildOptions(opts))
+	c, _, err := openWriter(dir, buildOptions(opts), replayRecover)
+	return c, err
 }
 
-func openWriter(dir string, o options) (_ *Collection, err error) {
+// openWriter opens dir for writing, replaying the WAL in mode
+// (replayRecover, or replaySalvage for Repair), and says how replay went.
+func openWriter(dir string, o options, mode replayMode) (_ *Collection, res replayResult, err error) {
 	c := &Collection{dir: dir, opts: o, log: o.logger, id: newCollectionID()}
 	if c.man, err = readManifest(dir); err != nil {
-		return nil, err
+		return nil, res, err
 	}
 	if c.lock, err = lockDir(dir); err != nil {
-		return nil, err
+		return nil, res, err
 	}
 	defer func() {
 		if err != nil {
@@ -158,15 +161,20 @@ func openWriter(dir string, o options) (_ *Collection, err error) {
 	}()
 	ck, err := readCheckpoint(dir)
 	if err != nil {
-		return nil, err
+		return nil, res, err
 	}
 	removeStray(dir, ck.gen)
 	if c.gen, err = openGeneration(dir, c.man, ck, false); err != nil {
-		return nil, err
+		return nil, res, err
 	}
-	res, err := replayWAL(dir, ck.seq, replayRecover, c.log, c.replayInto(c.gen))
-	if err != nil {
-		return nil, err
+	if res, err = replayWAL(dir, ck.seq, mode, c.log, c.replayInto(c.gen)); err != nil {
+		return nil, res, err
+	}
+	if mode == replaySalvage {
+		// Before a new segment or a checkpoint replaces them.
+		if res.backups, err = keepDamaged(res.damaged); err != nil {
+			return nil, res, err
+		}
 	}
 	c.seq, c.ckptSeq = res.last, ck.seq
 	var w *walWriter
@@ -179,11 +187,11 @@ func openWriter(dir string, o options) (_ *Collection, err error) {
 		w, err = createSegment(dir, res.last+1)
 	}
 	if err != nil {
-		return nil, err
+		return nil, res, err
 	}
 	if err := removeSegmentsThrough(dir, ck.seq); err != nil {
 		w.close()
-		return nil, err
+		return nil, res, err
 	}
 	c.walStart = w.start
 	c.cur.Store(c.gen.stateLocked(c.seq))
@@ -194,7 +202,7 @@ func openWriter(dir string, o options) (_ *Collection, err error) {
 	go c.wal.run()
 	go c.checkpointer()
 	c.maybeCheckpoint(w.size)
-	return c, nil
+	return c, res, nil
 }
 
 // OpenReadOnly opens the collection in dir without writing anything and

@@ -172,6 +172,7 @@ type walDamage struct {
 	path   string
 	off    int64
 	reason string
+	next   int64 // replaySalvage: offset of the next intact record in the file, 0 if none
 }
 
 func (d *walDamage) Error() string {
@@ -199,17 +200,17 @@ func openWALReader(seg walSegment) (*walReader, error) {
 	r := &walReader{f: f, br: bufio.NewReaderSize(f, 1<<20), path: seg.path}
 	h := make([]byte, walHeaderSize)
 	if _, err := io.ReadFull(r.br, h); err != nil {
-		return r, &walDamage{seg.path, 0, "segment header cut short"}
+		return r, &walDamage{path: seg.path, reason: "segment header cut short"}
 	}
 	switch {
 	case crc32.Checksum(h[:20], castagnoli) != binary.LittleEndian.Uint32(h[20:]):
-		return r, &walDamage{seg.path, 0, "segment header checksum mismatch"}
+		return r, &walDamage{path: seg.path, reason: "segment header checksum mismatch"}
 	case string(h[:8]) != walMagic:
-		return r, &walDamage{seg.path, 0, "not a WAL segment"}
+		return r, &walDamage{path: seg.path, reason: "not a WAL segment"}
 	case binary.LittleEndian.Uint64(h[8:]) != seg.start:
-		return r, &walDamage{seg.path, 0, "segment header names another start"}
+		return r, &walDamage{path: seg.path, reason: "segment header names another start"}
 	case binary.LittleEndian.Uint32(h[16:]) != formatVersion:
-		return r, &walDamage{seg.path, 0, "unknown format version"}
+		return r, &walDamage{path: seg.path, reason: "unknown format version"}
 	}
 	r.start = seg.start
 	r.off = walHeaderSize
@@ -224,14 +225,14 @@ func (r *walReader) next() ([]byte, error) {
 			return nil, io.EOF
 		}
 		if err == io.ErrUnexpectedEOF {
-			return nil, &walDamage{r.path, r.off, "record header cut short"}
+			return nil, &walDamage{path: r.path, off: r.off, reason: "record header cut short"}
 		}
 		return nil, fmt.Errorf("embedd/index: reading %s: %w", r.path, err)
 	}
 	n := binary.LittleEndian.Uint32(r.hdr[0:])
 	sum := binary.LittleEndian.Uint32(r.hdr[4:])
 	if n < walBatchHeaderSize || n > maxWALRecord {
-		return nil, &walDamage{r.path, r.off, fmt.Sprintf("record length %d is not in [%d, %d]", n, walBatchHeaderSize, maxWALRecord)}
+		return nil, &walDamage{path: r.path, off: r.off, reason: fmt.Sprintf("record length %d is not in [%d, %d]", n, walBatchHeaderSize, maxWALRecord)}
 	}
 	if cap(r.buf) < int(n) {
 		r.buf = make([]byte, n)
@@ -239,15 +240,52 @@ func (r *walReader) next() ([]byte, error) {
 	p := r.buf[:n]
 	if _, err := io.ReadFull(r.br, p); err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, &walDamage{r.path, r.off, "record cut short"}
+			return nil, &walDamage{path: r.path, off: r.off, reason: "record cut short"}
 		}
 		return nil, fmt.Errorf("embedd/index: reading %s: %w", r.path, err)
 	}
 	if crc32.Checksum(p, castagnoli) != sum {
-		return nil, &walDamage{r.path, r.off, "record checksum mismatch"}
+		return nil, &walDamage{path: r.path, off: r.off, reason: "record checksum mismatch"}
 	}
 	r.off += walRecordHeaderSize + int64(n)
 	return p, nil
+}
+
+// seek makes the record at off the next one.
+func (r *walReader) seek(off int64) error {
+	if _, err := r.f.Seek(off, io.SeekStart); err != nil {
+		return fmt.Errorf("embedd/index: %w", err)
+	}
+	r.br.Reset(r.f)
+	r.off = off
+	return nil
+}
+
+// nextIntact returns the offset and seq of the first intact record of the
+// segment at path that starts after off and has a seq above after (offset
+// 0: none): a length in range, a batch header that continues the log and a
+// matching checksum. A torn write leaves no such record behind it; damage in
+// the middle of the log does.
+func nextIntact(path string, off int64, after uint64) (int64, uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("embedd/index: %w", err)
+	}
+	for o := off + 1; o+walRecordHeaderSize+walBatchHeaderSize <= int64(len(b)); o++ {
+		n := int64(binary.LittleEndian.Uint32(b[o:]))
+		if n < walBatchHeaderSize || n > maxWALRecord || o+walRecordHeaderSize+n > int64(len(b)) {
+			continue
+		}
+		p := b[o+walRecordHeaderSize : o+walRecordHeaderSize+n]
+		seq := binary.LittleEndian.Uint64(p)
+		if seq <= after || binary.LittleEndian.Uint32(p[8:]) == 0 {
+			continue
+		}
+		if crc32.Checksum(p, castagnoli) == binary.LittleEndian.Uint32(b[o+4:]) {
+			return o, seq, nil
+		}
+	}
+	return 0, 0, nil
 }
 
 func (r *walReader) close() error {
@@ -263,9 +301,10 @@ func (r *walReader) close() error {
 type replayMode int
 
 const (
-	// replayRecover (a writer opening): damage after which no segment holds
-	// a record is a torn tail: cut it and log; damage before records is
-	// ErrCorrupt.
+	// replayRecover (a writer opening): damage that only a torn write can
+	// have made, with no intact record after it in any segment, is a torn
+	// tail: cut it and log. Damage followed by an intact record the
+	// checkpoint does not cover is ErrCorrupt, and the files are kept.
 	replayRecover replayMode = iota
 	// replayReadOnly: stop at the first damage, changing nothing; a gap or
 	// a vanished segment (a writer checkpointed meanwhile) is errRetry.
@@ -273,6 +312,11 @@ const (
 	// replayStrict (compaction re-reading its own log): any damage is an
 	// error.
 	replayStrict
+	// replaySalvage (Repair): damage is skipped: replay resumes at the next
+	// intact record after it, counting the seqs lost to it, and reports
+	// every damage; the result has no tail, so the writer starts a new
+	// segment. Nothing is cut or removed.
+	replaySalvage
 )
 
 // errRetry tells a read-only opener that the writer moved the log on while
@@ -281,10 +325,14 @@ var errRetry = errors.New("embedd/index: the log moved on while opening; retry")
 
 // replayResult is where replay stopped.
 type replayResult struct {
-	last        uint64     // seq of the last record read (applied or not), or after
-	tail        walSegment // last segment with a good header (start 0: none)
-	tailEnd     int64      // end of its last good record
-	tailRecords int        // records in it
+	last        uint64      // seq of the last record read (applied or not), or after
+	tail        walSegment  // last segment with a good header (start 0: none)
+	tailEnd     int64       // end of its last good record
+	tailRecords int         // records in it
+	replayed    int         // records applied
+	damaged     []walDamage // replaySalvage: each damage skipped
+	lost        uint64      // replaySalvage: seqs missing between applied records
+	backups     []string    // replaySalvage: copies of the damaged segments (see keepDamaged)
 }
 
 // replayWAL calls apply for every record in dir's segments with seq greater
@@ -301,59 +349,10 @@ func replayWAL(dir string, after uint64, mode replayMode, log *slog.Logger, appl
 		if i+1 < len(segs) && segs[i+1].start <= after+1 {
 			continue // the checkpoint covers all of it
 		}
-		r, err := openWALReader(seg)
-		var damage *walDamage
-		if err != nil && !errors.As(err, &damage) {
-			r.close()
-			if mode == replayReadOnly && errors.Is(err, fs.ErrNotExist) {
-				return res, errRetry
-			}
+		damage, err := replaySegment(seg, after, mode, &res, &expect, apply)
+		if err != nil {
 			return res, err
 		}
-		if damage == nil {
-			res.tail, res.tailEnd, res.tailRecords = seg, r.off, 0
-			for {
-				p, err := r.next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					if !errors.As(err, &damage) {
-						r.close()
-						return res, err
-					}
-					break
-				}
-				seq := binary.LittleEndian.Uint64(p)
-				switch {
-				case res.tailRecords == 0 && seq != seg.start:
-					damage = &walDamage{seg.path, r.off - walRecordHeaderSize - int64(len(p)), fmt.Sprintf("first record has seq %d, want the segment's start %d", seq, seg.start)}
-				case expect != 0 && seq != expect:
-					damage = &walDamage{seg.path, r.off - walRecordHeaderSize - int64(len(p)), fmt.Sprintf("record has seq %d, want %d", seq, expect)}
-				}
-				if damage != nil {
-					break
-				}
-				if seq > after {
-					if seq != res.last+1 {
-						r.close()
-						if mode == replayReadOnly {
-							return res, errRetry
-						}
-						return res, corruptf("WAL %s: records %d to %d are missing (checkpoint has %d)", seg.path, res.last+1, seq-1, after)
-					}
-					if err := apply(seq, p); err != nil {
-						r.close()
-						return res, err
-					}
-				}
-				res.last = max(res.last, seq)
-				expect = seq + 1
-				res.tailEnd = r.off
-				res.tailRecords++
-			}
-		}
-		r.close()
 		if damage == nil {
 			continue
 		}
@@ -365,12 +364,8 @@ func replayWAL(dir string, after uint64, mode replayMode, log *slog.Logger, appl
 			return res, corruptf("%w", damage)
 		}
 		// replayRecover: only a tail may be cut.
-		for _, later := range segs[i+1:] {
-			if n, err := segmentHasRecord(later); err != nil {
-				return res, err
-			} else if n {
-				return res, corruptf("%w, and later segments hold records", damage)
-			}
+		if err := onlyTail(segs[i:], damage, max(res.last, after)); err != nil {
+			return res, err
 		}
 		log.Warn("embedd/index: cutting damaged WAL tail", "file", damage.path, "offset", damage.off, "reason", damage.reason, "last_seq", res.last)
 		if damage.off == 0 {
@@ -389,7 +384,113 @@ func replayWAL(dir string, after uint64, mode replayMode, log *slog.Logger, appl
 		}
 		return res, syncDir(dir)
 	}
+	if mode == replaySalvage && len(res.damaged) > 0 {
+		res.tail = walSegment{}
+	}
 	return res, nil
+}
+
+// replaySegment replays seg (see replayWAL) and returns the damage that
+// ended it, if any (under replaySalvage, nil: damage is skipped and
+// recorded in res).
+func replaySegment(seg walSegment, after uint64, mode replayMode, res *replayResult, expect *uint64, apply func(seq uint64, payload []byte) error) (*walDamage, error) {
+	r, err := openWALReader(seg)
+	defer r.close()
+	var damage *walDamage
+	if err != nil && !errors.As(err, &damage) {
+		if mode == replayReadOnly && errors.Is(err, fs.ErrNotExist) {
+			return nil, errRetry
+		}
+		return nil, err
+	}
+	if damage == nil {
+		res.tail, res.tailEnd, res.tailRecords = seg, r.off, 0
+	}
+	first := true // the next record is the segment's first: its seq is seg.start
+	for {
+		if damage != nil {
+			if mode != replaySalvage {
+				return damage, nil
+			}
+			off, _, err := nextIntact(seg.path, damage.off, res.last)
+			if err != nil {
+				return nil, err
+			}
+			damage.next = off
+			res.damaged = append(res.damaged, *damage)
+			if off == 0 {
+				return nil, nil // the rest of the segment is lost
+			}
+			if err := r.seek(off); err != nil {
+				return nil, err
+			}
+			damage, first, *expect = nil, false, 0
+		}
+		start := r.off
+		p, err := r.next()
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			if !errors.As(err, &damage) {
+				return nil, err
+			}
+			continue
+		}
+		seq := binary.LittleEndian.Uint64(p)
+		switch {
+		case first && seq != seg.start:
+			damage = &walDamage{path: seg.path, off: start, reason: fmt.Sprintf("first record has seq %d, want the segment's start %d", seq, seg.start)}
+		case *expect != 0 && seq != *expect:
+			damage = &walDamage{path: seg.path, off: start, reason: fmt.Sprintf("record has seq %d, want %d", seq, *expect)}
+		}
+		if damage != nil {
+			continue
+		}
+		first = false
+		if seq > after {
+			if seq != res.last+1 {
+				switch mode {
+				case replayReadOnly:
+					return nil, errRetry
+				case replaySalvage:
+					res.lost += seq - res.last - 1 // seq > res.last: nextIntact saw to it
+				default:
+					return nil, corruptf("WAL %s: records %d to %d are missing (checkpoint has %d)", seg.path, res.last+1, seq-1, after)
+				}
+			}
+			if err := apply(seq, p); err != nil {
+				return nil, err
+			}
+			res.replayed++
+		}
+		res.last = max(res.last, seq)
+		*expect = seq + 1
+		res.tailEnd = r.off
+		res.tailRecords++
+	}
+}
+
+// onlyTail checks that damage, in segs[0], is a torn tail: no later segment
+// holds a record, and no intact record with seq above last follows it in
+// its own segment. Otherwise the damage is in the middle of the log, and
+// cutting it would drop acknowledged writes: ErrCorrupt, saying where.
+func onlyTail(segs []walSegment, damage *walDamage, last uint64) error {
+	for _, later := range segs[1:] {
+		if n, err := segmentHasRecord(later); err != nil {
+			return err
+		} else if n {
+			return corruptf("%w, and later segments hold records: the log is kept as it is; repair the collection to salvage its intact records", damage)
+		}
+	}
+	off, seq, err := nextIntact(damage.path, damage.off, last)
+	if err != nil {
+		return err
+	}
+	if off != 0 {
+		return corruptf("%w, and an intact record (seq %d) follows at offset %d, so it is not a torn write: the log is kept as it is; repair the collection to salvage its intact records", damage, seq, off)
+	}
+	return nil
 }
 
 // segmentHasRecord reports whether seg has at least one good record.

@@ -1,8 +1,10 @@
 package index
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -85,7 +87,7 @@ func TestWALDamagedTailIsCut(t *testing.T) {
 		{"cut mid-payload", func(t *testing.T, p string, offs []int64, end int64) { truncate(t, p, end-5) }, 9},
 		{"cut mid-header", func(t *testing.T, p string, offs []int64, end int64) { truncate(t, p, offs[9]+3) }, 9},
 		{"flipped payload byte", func(t *testing.T, p string, offs []int64, end int64) { flip(t, p, end-2) }, 9},
-		{"flipped length", func(t *testing.T, p string, offs []int64, end int64) { flip(t, p, offs[8]+1) }, 8},
+		{"flipped length of the last record", func(t *testing.T, p string, offs []int64, end int64) { flip(t, p, offs[9]+1) }, 9},
 		{"garbage after the end", func(t *testing.T, p string, offs []int64, end int64) {
 			appendBytes(t, p, []byte("\x07\x00\x00\x00garbage"))
 		}, 10},
@@ -240,5 +242,119 @@ func TestUpsertAfterRecoveryKeepsContext(t *testing.T) {
 	defer c.Close()
 	if n, err := c.Delete(context.Background(), []string{"k0"}); n != 1 || err != nil {
 		t.Fatalf("Delete = %d, %v", n, err)
+	}
+}
+
+// TestWALDamageInTheMiddleRefusesToOpen: one flipped byte at offset 4000 of
+// a WAL of 100 records, followed by intact records, is not a torn tail:
+// Open refuses, says where, and keeps the file as it is (it used to cut
+// every record after it with only a warning). Repair then salvages every
+// intact record.
+func TestWALDamageInTheMiddleRefusesToOpen(t *testing.T) {
+	const n, at = 100, 4000
+	dir, seg := writeCrashed(t, n)
+	offs, end := recordOffsets(t, seg)
+	if end <= at+200 {
+		t.Fatalf("WAL is %d bytes; the test wants records well after offset %d", end, at)
+	}
+	hit := 0 // the record holding byte at
+	for i, off := range offs {
+		if off <= at {
+			hit = i
+		}
+	}
+	flip(t, seg.path, at)
+	before, err := os.ReadFile(seg.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(dir)
+	want := fmt.Sprintf("WAL %s at offset %d", seg.path, offs[hit])
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "not a torn write") {
+		t.Fatalf("Open = %v, want ErrCorrupt naming %q", err, want)
+	}
+	if after, _ := os.ReadFile(seg.path); !bytes.Equal(after, before) {
+		t.Fatal("the refused WAL was changed")
+	}
+	// A second Open refuses the same way: nothing was cut the first time.
+	if _, err := Open(dir); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("second Open = %v", err)
+	}
+
+	rep, err := Repair(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Damage) != 1 || rep.Damage[0].File != seg.path || rep.Damage[0].Offset != offs[hit] || rep.Damage[0].Resume != offs[hit+1] {
+		t.Fatalf("damage %+v, want one at %d resuming at %d", rep.Damage, offs[hit], offs[hit+1])
+	}
+	if rep.Replayed != n-1 || rep.Lost != 1 || rep.Seq != n || len(rep.Backups) != 1 {
+		t.Fatalf("report %+v, want %d replayed, 1 lost, seq %d, one backup", rep, n-1, n)
+	}
+	if b, err := os.ReadFile(rep.Backups[0]); err != nil || !bytes.Equal(b, before) {
+		t.Fatalf("backup %s: %v (equal %v)", rep.Backups[0], err, bytes.Equal(b, before))
+	}
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids(n, "k") {
+		r, ok, _ := c.Get(id)
+		if ok != (i != hit) || (ok && r.Vector[0] != float32(i)) {
+			t.Fatalf("%s after repair: present %v (%v), want all but k%d", id, ok, r.Vector, hit)
+		}
+	}
+	// Writes go on after the repair and survive a crash.
+	mustUpsert(t, c, rec("after", testVec(4, 7)))
+	crashClose(t, c)
+	c, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if r, ok, _ := c.Get("after"); !ok || r.Vector[0] != 7 || c.Stats().Seq != n+1 || c.Stats().Live != n {
+		t.Fatalf("after repair and a crash: %v %v %+v", r, ok, c.Stats())
+	}
+}
+
+func TestRepairWithoutDamageChangesNothing(t *testing.T) {
+	dir, _ := writeCrashed(t, 5)
+	rep, err := Repair(dir)
+	if err != nil || len(rep.Damage) != 0 || rep.Replayed != 5 || rep.Lost != 0 || rep.Seq != 5 || rep.Backups != nil {
+		t.Fatalf("Repair = %+v, %v", rep, err)
+	}
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if st := c.Stats(); st.Live != 5 || st.Seq != 5 {
+		t.Fatalf("after Repair: %+v", st)
+	}
+	if _, err := Repair(dir); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Repair of an open collection = %v, want ErrLocked", err)
+	}
+}
+
+// TestWALDamagedHeaderBeforeRecords: a flipped byte in a segment's header
+// used to remove the whole segment, records and all; with intact records
+// after it, Open refuses and Repair keeps them.
+func TestWALDamagedHeaderBeforeRecords(t *testing.T) {
+	dir, seg := writeCrashed(t, 3)
+	flip(t, seg.path, 10)
+	if _, err := Open(dir); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "segment header checksum mismatch") {
+		t.Fatalf("Open = %v, want ErrCorrupt for the header", err)
+	}
+	rep, err := Repair(dir)
+	if err != nil || rep.Replayed != 3 || rep.Seq != 3 || len(rep.Damage) != 1 || rep.Damage[0].Resume != walHeaderSize {
+		t.Fatalf("Repair = %+v, %v", rep, err)
+	}
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if st := c.Stats(); st.Live != 3 {
+		t.Fatalf("after Repair: %+v", st)
 	}
 }

@@ -6,6 +6,7 @@
 //	embedd tokenize [flags]          lines on stdin → JSON lines {"ids": [...]}
 //	embedd import [flags] C FILE     stream JSONL or .npy into collection C (server stopped)
 //	embedd export [flags] C          collection C → JSONL (works beside a running server)
+//	embedd repair [flags] C          salvage collection C's damaged write-ahead log (server stopped)
 //
 // Without --config every command uses the default model that
 // scripts/setup.sh prepares; --model picks a model by id.
@@ -30,6 +31,7 @@ commands:
   tokenize  tokenize lines from stdin; prints JSON lines {"ids": [...]}
   import    stream a JSONL or .npy file into a collection (server stopped)
   export    write a collection as JSONL (works while the server runs)
+  repair    salvage a collection whose write-ahead log is damaged (server stopped)
 
 run "embedd <command> -h" for a command's flags
 `
@@ -49,6 +51,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return importCmd(args[1:], stdout, stderr)
 	case "export":
 		return exportCmd(args[1:], stdout, stderr)
+	case "repair":
+		return repairCmd(args[1:], stdout, stderr)
 	case "embed":
 		return embedCmd(args[1:], stdin, stdout, stderr)
 	case "tokenize":
