@@ -3,6 +3,7 @@ package index
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,11 +30,12 @@ type Manager struct {
 	// them: never across file system work or a call into a Collection, so
 	// it comes after every lock a Collection takes (no Collection method
 	// waits for it).
-	mu     sync.Mutex
-	cols   map[string]*Collection
-	busy   map[string]bool // names being created or dropped, not in cols
-	closed bool
-	ops    sync.WaitGroup // Creates and Drops under way; Close waits for them
+	mu          sync.Mutex
+	cols        map[string]*Collection
+	unavailable map[string]error // collections that failed to open → why; not in cols
+	busy        map[string]bool  // names being created, dropped or repaired; in neither map
+	closed      bool
+	ops         sync.WaitGroup // Creates and Drops under way; Close waits for them
 }
 
 // CollectionDir is the directory of collection name under the data
@@ -47,7 +49,10 @@ func CollectionDir(dataDir, name string) (string, error) {
 
 // OpenManager opens the data directory dir (creating it if missing) and
 // every collection in it, with opts. What a crash left of a create or a drop
-// is removed. The caller must Close the manager, which closes the
+// is removed. A collection that fails to open (damaged files, another
+// writer) does not stop the others: it is logged and kept aside as
+// unavailable (see Unavailable), and Get on it returns ErrUnavailable with
+// the reason. The caller must Close the manager, which closes the
 // collections.
 func OpenManager(dir string, opts ...Option) (*Manager, error) {
 	return openManager(dir, opts)
@@ -61,7 +66,7 @@ func openManager(dir string, opts []Option) (_ *Manager, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedd/index: %w", err)
 	}
-	m := &Manager{dir: dir, opts: opts, cols: make(map[string]*Collection)}
+	m := &Manager{dir: dir, opts: opts, cols: make(map[string]*Collection), unavailable: make(map[string]error), busy: make(map[string]bool)}
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -89,7 +94,9 @@ func openManager(dir string, opts []Option) (_ *Manager, err error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("embedd/index: opening collection %q: %w", name, err)
+			log.Error("embedd/index: collection unavailable", "collection", name, "err", err)
+			m.unavailable[name] = err
+			continue
 		}
 		m.cols[name] = c
 	}
@@ -108,11 +115,11 @@ func (m *Manager) Create(name string, spec Spec) (_ *Collection, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.claim(name, false); err != nil {
+	if _, err := m.claim(name, claimCreate); err != nil {
 		return nil, err
 	}
 	var c *Collection
-	defer func() { err = m.settle(name, c, err) }()
+	defer func() { err = m.settle(name, c, nil, err) }()
 	final := filepath.Join(m.dir, name)
 	if _, err := os.Stat(final); err == nil {
 		return nil, fmt.Errorf("%w: %s exists (not a collection this manager opened)", ErrExists, final)
@@ -140,48 +147,62 @@ func (m *Manager) Create(name string, spec Spec) (_ *Collection, err error) {
 	return c, nil
 }
 
-// claim marks name busy for a Create (the name must be free) or a Drop (the
-// collection must be open: it leaves cols, so Get no longer finds it, and
-// claim returns it).
-func (m *Manager) claim(name string, drop bool) (*Collection, error) {
+// claimOp is what claim reserves a name for.
+type claimOp int
+
+const (
+	claimCreate claimOp = iota // the name must be free
+	claimDrop                  // the collection must be open or unavailable
+	claimRepair                // the collection must be unavailable
+)
+
+// claim marks name busy for op, taking the collection out of cols and
+// unavailable (so Get no longer finds it), and returns it when it was open.
+func (m *Manager) claim(name string, op claimOp) (*Collection, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil, fmt.Errorf("%w: manager of %s", ErrClosed, m.dir)
 	}
 	c, open := m.cols[name]
+	_, broken := m.unavailable[name]
 	switch {
-	case m.busy[name] && !drop:
-		return nil, fmt.Errorf("%w: collection %q is being created or dropped", ErrExists, name)
-	case open && !drop:
+	case op == claimCreate && m.busy[name]:
+		return nil, fmt.Errorf("%w: collection %q is being created, dropped or repaired", ErrExists, name)
+	case op == claimCreate && (open || broken):
 		return nil, fmt.Errorf("%w: collection %q", ErrExists, name)
-	case !open && drop:
+	case op == claimDrop && !open && !broken:
+		return nil, fmt.Errorf("%w: collection %q", ErrNotFound, name)
+	case op == claimRepair && open:
+		return nil, fmt.Errorf("%w: collection %q is open: nothing to repair", ErrInvalid, name)
+	case op == claimRepair && !broken:
 		return nil, fmt.Errorf("%w: collection %q", ErrNotFound, name)
 	}
-	if m.busy == nil {
-		m.busy = make(map[string]bool)
-	}
 	delete(m.cols, name)
+	delete(m.unavailable, name)
 	m.busy[name] = true
 	m.ops.Add(1)
 	return c, nil
 }
 
-// settle ends the Create or Drop of name that claim began: a created
-// collection c (nil for a Drop or a failed Create) joins cols, unless the
-// manager was closed meanwhile: then c is closed and the result is
-// ErrClosed. It returns err otherwise.
-func (m *Manager) settle(name string, c *Collection, err error) error {
+// settle ends the operation on name that claim began: an opened collection
+// c joins cols, or a collection that still fails (broken) goes back to
+// unavailable, unless the manager was closed meanwhile: then c is closed and
+// the result is ErrClosed. It returns err otherwise.
+func (m *Manager) settle(name string, c *Collection, broken, err error) error {
 	defer m.ops.Done()
 	m.mu.Lock()
 	delete(m.busy, name)
 	closed := m.closed
-	if c != nil && !closed {
+	if !closed && c != nil {
 		m.cols[name] = c
+	}
+	if !closed && broken != nil {
+		m.unavailable[name] = broken
 	}
 	m.mu.Unlock()
 	if c != nil && closed {
-		return errors.Join(fmt.Errorf("%w: manager of %s closed during the create", ErrClosed, m.dir), c.Close())
+		return errors.Join(fmt.Errorf("%w: manager of %s closed meanwhile", ErrClosed, m.dir), c.Close())
 	}
 	return err
 }
@@ -195,23 +216,55 @@ func (m *Manager) Get(name string) (*Collection, error) {
 		return nil, fmt.Errorf("%w: manager of %s", ErrClosed, m.dir)
 	}
 	c, ok := m.cols[name]
+	if reason, broken := m.unavailable[name]; broken {
+		return nil, fmt.Errorf("%w: collection %q: %w", ErrUnavailable, name, reason)
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: collection %q", ErrNotFound, name)
 	}
 	return c, nil
 }
 
-// Drop closes collection name and removes its files. Get stops finding it
-// at once; calls on it afterwards fail with ErrClosed; open snapshots stay
+// Unavailable returns the collections that exist in the data directory but
+// failed to open, each with the reason (an error that wraps ErrCorrupt,
+// ErrLocked, …). List does not name them; Drop removes one, Repair salvages
+// one whose write-ahead log is damaged.
+func (m *Manager) Unavailable() map[string]error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.unavailable)
+}
+
+// Repair runs the package's Repair on collection name, which must be
+// unavailable (ErrNotFound otherwise; ErrInvalid if it is open), and opens
+// it on success, so that Get finds it again without a restart. If it still
+// cannot be opened it stays unavailable with the new reason.
+func (m *Manager) Repair(name string) (rep RepairReport, err error) {
+	if _, err := m.claim(name, claimRepair); err != nil {
+		return rep, err
+	}
+	var c *Collection
+	var broken error
+	defer func() { err = m.settle(name, c, broken, err) }()
+	dir := filepath.Join(m.dir, name)
+	if rep, err = Repair(dir, m.opts...); err == nil {
+		c, err = Open(dir, m.opts...)
+	}
+	broken = err
+	return rep, err
+}
+
+// Drop closes collection name (open or unavailable) and removes its files.
+// Get stops finding it at once; calls on it afterwards fail with ErrClosed; open snapshots stay
 // readable until closed. An unknown name is ErrNotFound, and so is a name
 // already being dropped.
 func (m *Manager) Drop(name string) (err error) {
-	c, err := m.claim(name, true)
+	c, err := m.claim(name, claimDrop)
 	if err != nil {
 		return err
 	}
-	defer func() { err = m.settle(name, nil, err) }()
-	cerr := c.Close()
+	defer func() { err = m.settle(name, nil, nil, err) }()
+	cerr := c.Close() // nil for an unavailable collection
 	// Rename first: a crash then leaves a .dropped- directory that the next
 	// OpenManager removes, never half a collection under its name.
 	gone := filepath.Join(m.dir, droppedPrefix+name)

@@ -3,6 +3,7 @@ package index
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -249,4 +250,86 @@ func closing(c *Collection) {
 		defer c.mu.Unlock()
 		return c.closed
 	})
+}
+
+// TestOneBadCollectionDoesNotStopTheManager: a collection whose WAL is
+// damaged in the middle used to fail OpenManager, and so the whole server.
+// Now the others open; the bad one is unavailable with its reason, can be
+// repaired (then Get finds it) or dropped.
+func TestOneBadCollectionDoesNotStopTheManager(t *testing.T) {
+	data := t.TempDir()
+	for _, name := range []string{"bad", "good", "worse"} {
+		c, err := Create(filepath.Join(data, name), Spec{Dim: 4, Metric: Dot}, WithCheckpointBytes(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 20 {
+			mustUpsert(t, c, rec(fmt.Sprint(i), testVec(4, float32(i))))
+		}
+		crashClose(t, c)
+	}
+	segs, _ := listSegments(filepath.Join(data, "bad"))
+	offs, _ := recordOffsets(t, segs[0])
+	flip(t, segs[0].path, offs[5]+walRecordHeaderSize+2)
+	if err := os.WriteFile(filepath.Join(data, "worse", checkpointName), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var lb logBuffer
+	m, err := OpenManager(data, WithLogger(lb.logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if got := m.List(); !slices.Equal(got, []string{"good"}) {
+		t.Fatalf("List = %v", got)
+	}
+	if c, err := m.Get("good"); err != nil || c.Stats().Live != 20 {
+		t.Fatalf("Get(good) = %v, %v", c, err)
+	}
+	un := m.Unavailable()
+	if len(un) != 2 || !errors.Is(un["bad"], ErrCorrupt) || !errors.Is(un["worse"], ErrCorrupt) {
+		t.Fatalf("Unavailable = %v", un)
+	}
+	_, err = m.Get("bad")
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), segs[0].path) {
+		t.Fatalf("Get(bad) = %v, want ErrUnavailable wrapping the reason", err)
+	}
+	if !lb.contains("collection unavailable") {
+		t.Errorf("no log line; log:\n%s", lb.String())
+	}
+	if _, err := m.Create("bad", Spec{Dim: 4, Metric: Dot}); !errors.Is(err, ErrExists) {
+		t.Fatalf("Create over an unavailable collection = %v", err)
+	}
+	if _, err := m.Repair("good"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Repair(good) = %v", err)
+	}
+
+	rep, err := m.Repair("bad")
+	if err != nil || rep.Lost != 1 || rep.Replayed != 19 {
+		t.Fatalf("Repair(bad) = %+v, %v", rep, err)
+	}
+	if c, err := m.Get("bad"); err != nil || c.Stats().Live != 19 {
+		t.Fatalf("Get(bad) after repair = %v, %v", c, err)
+	}
+	// The WAL can be repaired; a garbage CHECKPOINT cannot: it stays
+	// unavailable, with the reason, and can be dropped.
+	if _, err := m.Repair("worse"); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Repair(worse) = %v", err)
+	}
+	if _, err := m.Get("worse"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get(worse) after a failed repair = %v", err)
+	}
+	if err := m.Drop("worse"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Get("worse"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(worse) after Drop = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "worse")); !os.IsNotExist(err) {
+		t.Fatalf("dropped directory: %v", err)
+	}
+	if got := m.List(); !slices.Equal(got, []string{"bad", "good"}) || len(m.Unavailable()) != 0 {
+		t.Fatalf("List = %v, Unavailable = %v", got, m.Unavailable())
+	}
 }

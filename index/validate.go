@@ -34,6 +34,10 @@ var (
 	// that recovery must not paper over (damage before the end of the log,
 	// a bad checkpoint or data file header).
 	ErrCorrupt = errors.New("embedd/index: corrupt")
+	// ErrUnavailable is wrapped when a Manager's collection exists but could
+	// not be opened; the error also wraps the reason (see
+	// Manager.Unavailable).
+	ErrUnavailable = errors.New("embedd/index: collection unavailable")
 )
 
 // Limits enforced at this layer.
