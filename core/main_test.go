@@ -1,14 +1,12 @@
 package core
 
 import (
-	"fmt"
 	"log/slog"
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/embedd/embedd/models"
+	"github.com/embedd/embedd/models/modelstest"
 )
 
 // The shared fixture: the test model of scripts/setup.sh in a registry
@@ -25,25 +23,8 @@ func TestMain(m *testing.M) {
 func runTests(m *testing.M) int {
 	var err error
 	testReg, err = models.OpenRegistry(models.DefaultRegistryConfig(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		if os.Getenv("EMBEDD_REQUIRE_ORT") != "" {
-			fmt.Fprintf(os.Stderr, "EMBEDD_REQUIRE_ORT is set and the fixtures are missing: %v\n", err)
-			return 1
-		}
-		skipReason = fmt.Sprintf("ONNX Runtime or the test model is missing (run scripts/setup.sh): %v", err)
-	}
-	code := m.Run()
-	if err := testReg.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines left after the tests:", err)
-			code = 1
-		}
-	}
-	return code
+	skipReason = modelstest.Missing(err)
+	return modelstest.Finish(m.Run(), testReg)
 }
 
 // open opens a Core over the shared registry with cfg (its model the test

@@ -1,10 +1,11 @@
 package models
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/embedd/embedd/models/modelstest"
 )
 
 // Shared fixtures: ONNX Runtime and the test model from scripts/setup.sh,
@@ -26,23 +27,8 @@ func runTests(m *testing.M) int {
 	if testRT, err = OpenRuntime(""); err == nil {
 		testModel, err = Load(testRT, Config{ID: DefaultModelID, Path: testModelDir}, SessionConfig{})
 	}
-	if err != nil {
-		if os.Getenv("EMBEDD_REQUIRE_ORT") != "" {
-			fmt.Fprintf(os.Stderr, "EMBEDD_REQUIRE_ORT is set and the fixtures are missing: %v\n", err)
-			return 1
-		}
-		skipReason = fmt.Sprintf("ONNX Runtime or the test model is missing (run scripts/setup.sh): %v", err)
-	}
-	code := m.Run()
-	if err := testModel.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	if err := testRT.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	return code
+	skipReason = modelstest.Missing(err)
+	return modelstest.Finish(m.Run(), testModel, testRT)
 }
 
 // needModel skips t when the fixtures are missing (never in CI, which sets

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
-	"github.com/embedd/embedd/core"
 	"log/slog"
 	"net"
 	"os"
@@ -11,12 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/embedd/embedd/core"
 	"github.com/embedd/embedd/models"
+	"github.com/embedd/embedd/models/modelstest"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -33,25 +32,8 @@ func TestMain(m *testing.M) {
 	testReg, err = models.OpenRegistry(models.RegistryConfig{Models: []models.Config{
 		{ID: "a", Path: dir, Aliases: []string{"text-embedding-ada-002"}}, {ID: "b", Path: dir},
 	}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		if os.Getenv("EMBEDD_REQUIRE_ORT") != "" {
-			fmt.Fprintf(os.Stderr, "EMBEDD_REQUIRE_ORT is set and the fixtures are missing: %v\n", err)
-			os.Exit(1)
-		}
-		skipReason = fmt.Sprintf("ONNX Runtime or the test model is missing (run scripts/setup.sh): %v", err)
-	}
-	code := m.Run()
-	if err := testReg.Close(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	skipReason = modelstest.Missing(err)
+	os.Exit(modelstest.Finish(m.Run(), testReg))
 }
 
 // testServer is a running server on loopback with a client connection.
