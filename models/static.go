@@ -12,6 +12,7 @@ import (
 	"github.com/embedd/embedd/device"
 	"github.com/embedd/embedd/models/safetensors"
 	"github.com/embedd/embedd/models/tokenizer"
+	"github.com/embedd/embedd/vec"
 )
 
 // Static embedding models: one vector per token, pooled. Two folder layouts
@@ -273,7 +274,7 @@ func (m *staticModel) pool(dst []float32, ids []int32) {
 		}
 		row := m.table[r*d : r*d+d]
 		if m.weights == nil {
-			addTo(dst, row)
+			vec.Add(dst, row)
 		} else {
 			addScaled(dst, row, m.weights[id])
 		}
@@ -281,14 +282,6 @@ func (m *staticModel) pool(dst []float32, ids []int32) {
 	inv := 1 / float32(len(ids))
 	for i := range dst {
 		dst[i] *= inv
-	}
-}
-
-// addTo adds src to dst elementwise; len(src) == len(dst).
-func addTo(dst, src []float32) {
-	src = src[:len(dst)]
-	for i, v := range src {
-		dst[i] += v
 	}
 }
 
