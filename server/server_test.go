@@ -344,7 +344,7 @@ func TestTokenizeAndListModels(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(lm.Models) != 2 || lm.Models[0].Id != "a" || !lm.Models[0].Default || lm.Models[0].Dimensions != 384 ||
-		lm.Models[0].MaxLength != 256 || lm.Models[0].Pooling != "mean" || lm.Models[0].Device != "cpu" || lm.Models[1].Default {
+		lm.Models[0].MaxLength != 256 || lm.Models[0].Pooling != "mean" || lm.Models[0].Device != "cpu" || lm.Models[0].Kind != "onnx" || lm.Models[1].Default {
 		t.Errorf("ListModels = %v", lm.Models)
 	}
 }

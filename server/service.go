@@ -147,7 +147,7 @@ func (e *embeddingService) ListModels(ctx context.Context, _ *embeddv1.ListModel
 	for _, m := range c.Models() {
 		resp.Models = append(resp.Models, &embeddv1.Model{
 			Id: m.ID, Dimensions: uint32(m.Dim), MaxLength: uint32(m.MaxLength), Pooling: string(m.Pooling),
-			Normalize: m.Normalize, Device: joinDevices(m.Devices), Default: m.Default,
+			Normalize: m.Normalize, Device: joinDevices(m.Devices), Default: m.Default, Kind: m.Kind,
 		})
 	}
 	return resp, nil

@@ -701,8 +701,11 @@ type Model struct {
 	Normalize bool   `protobuf:"varint,5,opt,name=normalize" json:"normalize,omitempty"`
 	// device is where inference runs: cpu or cuda:N, comma-separated when
 	// the model has a replica per device.
-	Device        string `protobuf:"bytes,6,opt,name=device" json:"device,omitempty"`
-	Default       bool   `protobuf:"varint,7,opt,name=default" json:"default,omitempty"`
+	Device  string `protobuf:"bytes,6,opt,name=device" json:"device,omitempty"`
+	Default bool   `protobuf:"varint,7,opt,name=default" json:"default,omitempty"`
+	// kind is the sort of model: onnx (a transformer run by ONNX Runtime,
+	// then pooled) or static (one vector per token, pooled).
+	Kind          string `protobuf:"bytes,8,opt,name=kind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -784,6 +787,13 @@ func (x *Model) GetDefault() bool {
 		return x.Default
 	}
 	return false
+}
+
+func (x *Model) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
 }
 
 // ListModelsResponse lists the loaded models.
@@ -878,7 +888,7 @@ const file_embedd_v1_embedding_proto_rawDesc = "" +
 	"\x03ids\x18\x01 \x03(\x05R\x03ids\"?\n" +
 	"\x10TokenizeResponse\x12+\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x13.embedd.v1.TokenIdsR\x06tokens\"\x13\n" +
-	"\x11ListModelsRequest\"\xc0\x01\n" +
+	"\x11ListModelsRequest\"\xd4\x01\n" +
 	"\x05Model\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
@@ -889,7 +899,8 @@ const file_embedd_v1_embedding_proto_rawDesc = "" +
 	"\apooling\x18\x04 \x01(\tR\apooling\x12\x1c\n" +
 	"\tnormalize\x18\x05 \x01(\bR\tnormalize\x12\x16\n" +
 	"\x06device\x18\x06 \x01(\tR\x06device\x12\x18\n" +
-	"\adefault\x18\a \x01(\bR\adefault\">\n" +
+	"\adefault\x18\a \x01(\bR\adefault\x12\x12\n" +
+	"\x04kind\x18\b \x01(\tR\x04kind\">\n" +
 	"\x12ListModelsResponse\x12(\n" +
 	"\x06models\x18\x01 \x03(\v2\x10.embedd.v1.ModelR\x06models*S\n" +
 	"\n" +
