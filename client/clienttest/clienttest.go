@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
+	"github.com/embedd/embedd/vec"
 )
 
 // ModelID is the fake server's only model, its default.
@@ -290,25 +291,11 @@ func (e embeddingService) embed(texts []string, o *embeddv1.EmbedOptions) ([]*em
 		tokens += uint64(len(ids))
 		v := Vector(t, dims)
 		if o.GetNormalize() { // the fake model does not normalise by default
-			normalize(v)
+			vec.Normalize(v)
 		}
 		out[i] = &embeddv1.Embedding{Values: v}
 	}
 	return out, tokens, nil
-}
-
-func normalize(v []float32) {
-	var ss float64
-	for _, x := range v {
-		ss += float64(x) * float64(x)
-	}
-	if ss == 0 {
-		return
-	}
-	inv := float32(1 / math.Sqrt(ss))
-	for i := range v {
-		v[i] *= inv
-	}
 }
 
 // Embed implements EmbeddingServiceServer.
