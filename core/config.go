@@ -22,8 +22,12 @@ const (
 	// DefaultMaxWait is how long a batch may wait to fill while a worker is
 	// free.
 	DefaultMaxWait = 2 * time.Millisecond
-	// DefaultQueueSize bounds the texts waiting for one model.
+	// DefaultQueueSize bounds the texts waiting for one model, in each of
+	// the batcher's two lanes (interactive and bulk).
 	DefaultQueueSize = 4096
+	// DefaultBulkMaxBatchSize bounds the rows of one bulk-lane batch (batch
+	// jobs): an interactive text waits behind at most one such batch.
+	DefaultBulkMaxBatchSize = 16
 	// DefaultMaxTextsPerRequest bounds the texts (or queries) of one request.
 	DefaultMaxTextsPerRequest = 2048
 	// DefaultMaxTextBytes bounds one text.
@@ -72,9 +76,13 @@ type ModelConfig struct {
 	// MaxWait is how long a batch may wait to fill while a worker is free;
 	// default DefaultMaxWait.
 	MaxWait Duration `json:"max_wait,omitempty"`
-	// QueueSize bounds the texts waiting for this model; default
-	// DefaultQueueSize.
+	// QueueSize bounds the texts waiting for this model, in each lane;
+	// default DefaultQueueSize.
 	QueueSize int `json:"queue_size,omitempty"`
+	// BulkMaxBatchSize bounds the rows of a batch of bulk work (EmbedBulk:
+	// batch jobs), which runs only when no interactive text waits; default
+	// DefaultBulkMaxBatchSize, at most max_batch_size.
+	BulkMaxBatchSize int `json:"bulk_max_batch_size,omitempty"`
 	// Workers is how many batches run at once; default one per device
 	// (the CPU provider already uses every core inside one batch).
 	Workers int `json:"workers,omitempty"`
@@ -132,6 +140,7 @@ func (c Config) Defaults() Config {
 		m.MaxBatchSize = cmp.Or(m.MaxBatchSize, DefaultMaxBatchSize)
 		m.MaxWait = cmp.Or(m.MaxWait, Duration(DefaultMaxWait))
 		m.QueueSize = cmp.Or(m.QueueSize, DefaultQueueSize)
+		m.BulkMaxBatchSize = cmp.Or(m.BulkMaxBatchSize, min(DefaultBulkMaxBatchSize, m.MaxBatchSize))
 		m.Workers = cmp.Or(m.Workers, max(1, len(m.Devices)))
 	}
 	c.MaxTextsPerRequest = cmp.Or(c.MaxTextsPerRequest, DefaultMaxTextsPerRequest)
@@ -173,6 +182,7 @@ func (c Config) Validate() error {
 			bad(f+".max_wait", strconv.Quote(d.String()), "is not in [0s, 1s]")
 		}
 		rangeInt(f+".queue_size", m.QueueSize, 1, 1<<20)
+		rangeInt(f+".bulk_max_batch_size", m.BulkMaxBatchSize, 1, m.MaxBatchSize)
 		rangeInt(f+".workers", m.Workers, 1, 64)
 		if m.QueueSize < c.MaxTextsPerRequest {
 			bad(f+".queue_size", m.QueueSize, fmt.Sprintf("is below max_texts_per_request %d: a full-size request could never be queued", c.MaxTextsPerRequest))

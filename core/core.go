@@ -107,6 +107,7 @@ func Open(cfg Config, opts ...Option) (_ *Core, err error) {
 		b, err := batch.New(m, batch.Config{
 			Dim: m.Info().Dim, MaxBatchTokens: mc.MaxBatchTokens, MaxBatchSize: mc.MaxBatchSize,
 			MaxWait: time.Duration(mc.MaxWait), QueueSize: mc.QueueSize, Workers: mc.Workers, Observe: observe,
+			BulkMaxBatchSize: mc.BulkMaxBatchSize,
 		})
 		if err != nil {
 			return nil, err

@@ -16,6 +16,15 @@
 // its texts started and ended, for tracing after the fact: a batch serves
 // many requests, so no request's span can be open around it. Submit pays
 // nothing for this.
+//
+// Two lanes share the workers. A request whose context carries WithBulk
+// (bulk work: a batch job) queues in the bulk lane, bounded by its own
+// QueueSize, so bulk work never fills the interactive queue and never makes
+// an interactive request fail with ErrQueueFull. The former starts a bulk
+// batch only when no interactive text waits, never mixes the lanes in one
+// batch, and cuts bulk batches at BulkMaxBatchSize rows: an interactive
+// text that arrives while bulk batches run waits for at most one bulk batch
+// per worker, and bulk work gets every cycle interactive work leaves.
 package batch
 
 import (
@@ -60,6 +69,10 @@ type Config struct {
 	QueueSize int
 	// Workers is how many batches run at once.
 	Workers int
+	// BulkMaxBatchSize bounds the rows of a bulk-lane batch (see WithBulk),
+	// and so the time an interactive text can wait behind one; 0 means
+	// MaxBatchSize. It is capped at MaxBatchSize.
+	BulkMaxBatchSize int
 	// Observe, when set, is called after every batch (from a worker).
 	Observe func(Stats)
 }
@@ -71,7 +84,8 @@ type Stats struct {
 	PaddedTokens int           // rows × longest row
 	QueueWait    time.Duration // longest time an item of the batch waited
 	Run          time.Duration // inference time
-	QueueDepth   int           // texts still waiting when the batch started
+	QueueDepth   int           // texts still waiting when the batch started, in both lanes
+	Bulk         bool          // whether it was a bulk-lane batch
 	Err          error         // the Forwarder's error, if any
 }
 
@@ -111,7 +125,25 @@ func (c Config) check() error {
 	if c.MaxWait < 0 {
 		return fmt.Errorf("embedd/batch: MaxWait %v is negative", c.MaxWait)
 	}
+	if c.BulkMaxBatchSize < 0 {
+		return fmt.Errorf("embedd/batch: BulkMaxBatchSize %d is negative", c.BulkMaxBatchSize)
+	}
 	return nil
+}
+
+// bulkKey marks a context as bulk work; see WithBulk.
+type bulkKey struct{}
+
+// WithBulk returns ctx marked as bulk work: Submit and SubmitTimed queue
+// its texts in the bulk lane, behind every interactive text.
+func WithBulk(ctx context.Context) context.Context {
+	return context.WithValue(ctx, bulkKey{}, true)
+}
+
+// IsBulk reports whether ctx was marked by WithBulk.
+func IsBulk(ctx context.Context) bool {
+	v, _ := ctx.Value(bulkKey{}).(bool)
+	return v
 }
 
 // request is one Submit call waiting for its items.
@@ -142,8 +174,9 @@ type Batcher struct {
 
 	dropped atomic.Uint64 // items of ended requests dropped before inference
 
-	mu      sync.Mutex // guards pending, nextSeq, closed, and request fields
-	pending []*item    // in arrival order
+	mu      sync.Mutex // guards pending, bulk, nextSeq, closed, and request fields
+	pending []*item    // interactive texts, in arrival order
+	bulk    []*item    // bulk-lane texts, in arrival order
 	nextSeq uint64
 	closed  bool
 	wake    chan struct{} // signalled (non-blocking) on arrival and on close
@@ -157,6 +190,7 @@ type Batcher struct {
 type job struct {
 	items []*item
 	depth int
+	bulk  bool
 	id    uint64 // from 1, in the order the former formed the batches
 }
 
@@ -174,6 +208,9 @@ func New(f Forwarder, cfg Config) (*Batcher, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	if cfg.BulkMaxBatchSize == 0 || cfg.BulkMaxBatchSize > cfg.MaxBatchSize {
+		cfg.BulkMaxBatchSize = cfg.MaxBatchSize
+	}
 	b := &Batcher{
 		f: f, cfg: cfg,
 		wake:  make(chan struct{}, 1),
@@ -189,8 +226,9 @@ func New(f Forwarder, cfg Config) (*Batcher, error) {
 }
 
 // Submit queues seqs (each at most the model's maximum length, checked by
-// the Forwarder) and waits for their vectors, returned in order. It returns
-// ErrQueueFull at once when the queue cannot take all of them, ErrClosed
+// the Forwarder) and waits for their vectors, returned in order; in the
+// bulk lane when ctx carries WithBulk. It returns ErrQueueFull at once when
+// the request's lane cannot take all of them, ErrClosed
 // after Close began, and ctx's error when ctx ends first (items not yet
 // started are then dropped).
 func (b *Batcher) Submit(ctx context.Context, seqs [][]int32) ([][]float32, error) {
@@ -232,13 +270,17 @@ func (b *Batcher) submit(ctx context.Context, seqs [][]int32, tm *Timing) ([][]f
 		b.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if len(b.pending)+len(seqs) > b.cfg.QueueSize {
-		n := len(b.pending)
+	lane, name := &b.pending, ""
+	if IsBulk(ctx) {
+		lane, name = &b.bulk, "bulk "
+	}
+	if len(*lane)+len(seqs) > b.cfg.QueueSize {
+		n := len(*lane)
 		b.mu.Unlock()
-		return nil, fmt.Errorf("%w: %d texts waiting, %d more do not fit in %d", ErrQueueFull, n, len(seqs), b.cfg.QueueSize)
+		return nil, fmt.Errorf("%w: %d %stexts waiting, %d more do not fit in %d", ErrQueueFull, n, name, len(seqs), b.cfg.QueueSize)
 	}
 	for i, s := range seqs {
-		b.pending = append(b.pending, &item{req: r, idx: i, seq: s, seqn: b.nextSeq, at: now})
+		*lane = append(*lane, &item{req: r, idx: i, seq: s, seqn: b.nextSeq, at: now})
 		b.nextSeq++
 	}
 	b.mu.Unlock()
@@ -260,11 +302,18 @@ func (b *Batcher) submit(ctx context.Context, seqs [][]int32, tm *Timing) ([][]f
 	}
 }
 
-// QueueDepth is the number of texts waiting for a batch.
+// QueueDepth is the number of interactive texts waiting for a batch.
 func (b *Batcher) QueueDepth() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.pending)
+}
+
+// BulkQueueDepth is the number of bulk-lane texts waiting for a batch.
+func (b *Batcher) BulkQueueDepth() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.bulk)
 }
 
 func (b *Batcher) signal() {
@@ -281,18 +330,19 @@ func (b *Batcher) former() {
 	var id uint64
 	for {
 		<-b.slots // a worker is free
-		batch, depth, ok := b.next()
+		batch, depth, bulk, ok := b.next()
 		if !ok {
 			return
 		}
 		id++
-		b.work <- job{items: batch, depth: depth, id: id}
+		b.work <- job{items: batch, depth: depth, bulk: bulk, id: id}
 	}
 }
 
-// next waits for a batch worth running and takes it from the queue; ok is
-// false when the batcher is closed and drained.
-func (b *Batcher) next() (batch []*item, depth int, ok bool) {
+// next waits for a batch worth running and takes it from the queue:
+// interactive texts first, bulk ones only when no interactive text waits;
+// ok is false when the batcher is closed and drained.
+func (b *Batcher) next() (batch []*item, depth int, bulk, ok bool) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -301,22 +351,29 @@ func (b *Batcher) next() (batch []*item, depth int, ok bool) {
 	}()
 	for {
 		b.mu.Lock()
-		b.dropCancelledLocked()
+		b.pending = b.dropCancelledLocked(b.pending)
+		b.bulk = b.dropCancelledLocked(b.bulk)
+		if len(b.pending) == 0 && len(b.bulk) > 0 {
+			batch = takeLocked(&b.bulk, b.cfg.BulkMaxBatchSize, b.cfg.MaxBatchTokens)
+			depth = len(b.bulk)
+			b.mu.Unlock()
+			return batch, depth, true, true
+		}
 		if len(b.pending) == 0 {
 			closed := b.closed
 			b.mu.Unlock()
 			if closed {
-				return nil, 0, false
+				return nil, 0, false, false
 			}
 			<-b.wake
 			continue
 		}
 		wait := b.cfg.MaxWait - time.Since(b.pending[0].at)
 		if b.closed || wait <= 0 || b.fullLocked() {
-			batch = b.takeLocked()
-			depth = len(b.pending)
+			batch = takeLocked(&b.pending, b.cfg.MaxBatchSize, b.cfg.MaxBatchTokens)
+			depth = len(b.pending) + len(b.bulk)
 			b.mu.Unlock()
-			return batch, depth, true
+			return batch, depth, false, true
 		}
 		b.mu.Unlock()
 		if timer == nil {
@@ -331,24 +388,26 @@ func (b *Batcher) next() (batch []*item, depth int, ok bool) {
 	}
 }
 
-// dropCancelledLocked removes the items of requests whose context ended.
-func (b *Batcher) dropCancelledLocked() {
-	keep := b.pending[:0]
-	for _, it := range b.pending {
+// dropCancelledLocked removes the items of requests whose context ended
+// from a lane and returns what is left of it.
+func (b *Batcher) dropCancelledLocked(lane []*item) []*item {
+	keep := lane[:0]
+	for _, it := range lane {
 		if it.req.ctx.Err() == nil {
 			keep = append(keep, it)
 		}
 	}
-	b.dropped.Add(uint64(len(b.pending) - len(keep)))
-	clear(b.pending[len(keep):])
-	b.pending = keep
+	b.dropped.Add(uint64(len(lane) - len(keep)))
+	clear(lane[len(keep):])
+	return keep
 }
 
 // Dropped counts the texts of cancelled or expired requests that were
 // removed from the queue before inference.
 func (b *Batcher) Dropped() uint64 { return b.dropped.Load() }
 
-// fullLocked reports whether the queue holds at least a full batch.
+// fullLocked reports whether the interactive lane holds at least a full
+// batch.
 func (b *Batcher) fullLocked() bool {
 	if len(b.pending) >= b.cfg.MaxBatchSize {
 		return true
@@ -360,23 +419,23 @@ func (b *Batcher) fullLocked() bool {
 	return tokens >= b.cfg.MaxBatchTokens
 }
 
-// takeLocked removes and returns the batch around the oldest item: in
-// length order it grows first towards shorter rows, then longer ones,
-// within the token budget and the size cap, and keeps every row at least
-// half as long as the longest.
-func (b *Batcher) takeLocked() []*item {
-	sorted := slices.Clone(b.pending)
+// takeLocked removes from a lane and returns the batch around its oldest
+// item: in length order it grows first towards shorter rows, then longer
+// ones, within maxTokens and maxRows, and keeps every row at least half as
+// long as the longest.
+func takeLocked(lane *[]*item, maxRows, maxTokens int) []*item {
+	sorted := slices.Clone(*lane)
 	slices.SortFunc(sorted, func(x, y *item) int {
 		return cmp.Or(cmp.Compare(len(x.seq), len(y.seq)), cmp.Compare(x.seqn, y.seqn))
 	})
-	oldest := b.pending[0]
+	oldest := (*lane)[0]
 	p, _ := slices.BinarySearchFunc(sorted, oldest, func(x, t *item) int {
 		return cmp.Or(cmp.Compare(len(x.seq), len(t.seq)), cmp.Compare(x.seqn, t.seqn))
 	})
 	lo, hi := p, p+1
 	longest := len(oldest.seq)
 	fits := func(rows, longest int) bool {
-		return rows <= b.cfg.MaxBatchSize && rows*longest <= b.cfg.MaxBatchTokens
+		return rows <= maxRows && rows*longest <= maxTokens
 	}
 	for lo > 0 && fits(hi-lo+1, longest) && 2*len(sorted[lo-1].seq) >= longest {
 		lo--
@@ -389,14 +448,14 @@ func (b *Batcher) takeLocked() []*item {
 	for _, it := range batch {
 		taken[it] = true
 	}
-	keep := b.pending[:0]
-	for _, it := range b.pending {
+	keep := (*lane)[:0]
+	for _, it := range *lane {
 		if !taken[it] {
 			keep = append(keep, it)
 		}
 	}
-	clear(b.pending[len(keep):])
-	b.pending = keep
+	clear((*lane)[len(keep):])
+	*lane = keep
 	return batch
 }
 
@@ -407,7 +466,7 @@ func (b *Batcher) worker() {
 	for j := range b.work {
 		batch := j.items
 		seqs, dst = seqs[:0], dst[:0]
-		st := Stats{Rows: len(batch), QueueDepth: j.depth}
+		st := Stats{Rows: len(batch), QueueDepth: j.depth, Bulk: j.bulk}
 		longest := 0
 		now := time.Now()
 		for _, it := range batch {

@@ -450,3 +450,100 @@ func full(c Config) Config {
 	c.Workers = cmp.Or(c.Workers, 1)
 	return c
 }
+
+// TestBulkLaneRunsBehindInteractiveTexts holds the only worker on a bulk
+// batch, queues more bulk texts and then interactive ones, and checks
+// that every interactive text runs before the remaining bulk ones, that no
+// batch mixes the lanes, that bulk batches keep to BulkMaxBatchSize, and
+// that a full bulk lane refuses bulk texts but not interactive ones.
+func TestBulkLaneRunsBehindInteractiveTexts(t *testing.T) {
+	f := &fake{gate: make(chan struct{}, 1000), entered: make(chan struct{}, 1000)}
+	b, _ := New(f, full(Config{Dim: dim, QueueSize: 20, BulkMaxBatchSize: 3}))
+	defer b.Close()
+	bulk := WithBulk(context.Background())
+	if !IsBulk(bulk) || IsBulk(context.Background()) {
+		t.Fatal("IsBulk does not see WithBulk")
+	}
+	// Bulk texts are length 1, interactive ones length 2, so each batch's
+	// lane shows in the fake's record.
+	var bulkSeqs [][]int32
+	for i := range 20 {
+		bulkSeqs = append(bulkSeqs, []int32{int32(1000 + i)})
+	}
+	bulkDone := make(chan error, 1)
+	go func() {
+		got, err := b.Submit(bulk, bulkSeqs)
+		if err == nil {
+			checkVectors(t, bulkSeqs, got)
+		}
+		bulkDone <- err
+	}()
+	<-f.entered // the first bulk batch runs; 17 bulk texts wait
+	for b.BulkQueueDepth() < 17 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := b.Submit(bulk, [][]int32{{1}, {2}, {3}, {4}}); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("bulk Submit over the bulk lane's bound: got %v, want ErrQueueFull", err)
+	}
+	var inter [][]int32
+	for i := range 10 {
+		inter = append(inter, []int32{int32(i + 1), 0})
+	}
+	interDone := make(chan error, 1)
+	go func() {
+		got, err := b.Submit(context.Background(), inter)
+		if err == nil {
+			checkVectors(t, inter, got)
+		}
+		interDone <- err
+	}()
+	for b.QueueDepth() < 10 {
+		time.Sleep(time.Millisecond)
+	}
+	for range 1000 {
+		f.gate <- struct{}{}
+		select {
+		case <-f.entered:
+		case err := <-bulkDone:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := <-interDone; err != nil {
+				t.Fatal(err)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			checkLanes(t, f.batches, 3)
+			return
+		}
+	}
+	t.Fatal("the batches did not finish")
+}
+
+// checkLanes checks the batches of TestBulkLaneRunsBehindInteractiveTexts:
+// the first is bulk (length-1 rows), then all the interactive ones
+// (length-2 rows), then bulk; none mixed; bulk ones at most bulkMax rows.
+func checkLanes(t *testing.T, batches [][]int, bulkMax int) {
+	t.Helper()
+	lane := func(lens []int) int {
+		for _, l := range lens[1:] {
+			if l != lens[0] {
+				t.Fatalf("a batch mixes the lanes: row lengths %v", lens)
+			}
+		}
+		return lens[0]
+	}
+	var order []int
+	for _, lens := range batches {
+		l := lane(lens)
+		if l == 1 && len(lens) > bulkMax {
+			t.Errorf("a bulk batch of %d rows, over BulkMaxBatchSize %d", len(lens), bulkMax)
+		}
+		if len(order) == 0 || order[len(order)-1] != l {
+			order = append(order, l)
+		}
+	}
+	if !slices.Equal(order, []int{1, 2, 1}) {
+		t.Errorf("lanes ran in the order %v (1 bulk, 2 interactive), want [1 2 1]: batches %v", order, batches)
+	}
+}
