@@ -32,6 +32,9 @@ const (
 	DefaultMaxTextsPerRequest = 2048
 	// DefaultMaxTextBytes bounds one text.
 	DefaultMaxTextBytes = 64 << 10
+	// DefaultMaxSearchHits bounds one search's queries × k: the hits it may
+	// build before anything is scored.
+	DefaultMaxSearchHits = 1 << 20
 	// DefaultCacheBytes bounds the embedding cache.
 	DefaultCacheBytes = 64 << 20
 	// DefaultDataDir is where the server keeps collections.
@@ -94,8 +97,9 @@ type ModelConfig struct {
 type Config struct {
 	// ORTLib is the ONNX Runtime library; default: models.FindORTLibrary.
 	ORTLib string `json:"ort_lib,omitempty"`
-	// Default is the model id used when a request names none; default the
-	// first model.
+	// Default is the model id (or alias) used when a request names none;
+	// default the first model (with no models listed, the default
+	// configuration's default).
 	Default string `json:"default_model,omitempty"`
 	// DataDir holds the vector collections; empty opens none (Defaults
 	// leaves it: the server sets DefaultDataDir, batch tools their flag).
@@ -120,6 +124,9 @@ type Config struct {
 	MaxTextsPerRequest int `json:"max_texts_per_request,omitempty"`
 	// MaxTextBytes bounds one text; default DefaultMaxTextBytes.
 	MaxTextBytes int `json:"max_text_bytes,omitempty"`
+	// MaxSearchHits bounds one search's queries × k, checked before any
+	// work; default DefaultMaxSearchHits.
+	MaxSearchHits int `json:"max_search_hits,omitempty"`
 	// CacheBytes bounds the embedding cache; default DefaultCacheBytes;
 	// -1 turns it off (0 after Defaults).
 	CacheBytes int64 `json:"cache_bytes,omitempty"`
@@ -129,9 +136,14 @@ type Config struct {
 func (c Config) Defaults() Config {
 	c.SearchDevice = cmp.Or(c.SearchDevice, DefaultSearchDevice)
 	if len(c.Models) == 0 {
-		for _, m := range models.DefaultRegistryConfig().Models {
+		def := models.DefaultRegistryConfig()
+		for _, m := range def.Models {
 			c.Models = append(c.Models, ModelConfig{Config: m})
 		}
+		c.Default = cmp.Or(c.Default, def.Default)
+	}
+	if c.Default == "" && len(c.Models) > 0 {
+		c.Default = c.Models[0].ID
 	}
 	c.Models = append([]ModelConfig(nil), c.Models...) // the caller's slice stays as it was
 	for i := range c.Models {
@@ -145,6 +157,7 @@ func (c Config) Defaults() Config {
 	}
 	c.MaxTextsPerRequest = cmp.Or(c.MaxTextsPerRequest, DefaultMaxTextsPerRequest)
 	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, DefaultMaxTextBytes)
+	c.MaxSearchHits = cmp.Or(c.MaxSearchHits, DefaultMaxSearchHits)
 	switch c.CacheBytes {
 	case 0:
 		c.CacheBytes = DefaultCacheBytes
@@ -190,6 +203,7 @@ func (c Config) Validate() error {
 	}
 	rangeInt("max_texts_per_request", c.MaxTextsPerRequest, 1, 1<<20)
 	rangeInt("max_text_bytes", c.MaxTextBytes, 1, 64<<20)
+	rangeInt("max_search_hits", c.MaxSearchHits, 1, 1<<30)
 	if c.CacheBytes < 0 || c.CacheBytes > 1<<40 {
 		bad("cache_bytes", c.CacheBytes, "is not -1 (off) or in [1, 2^40]")
 	}

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -152,10 +153,14 @@ type ModelInfo struct {
 func (c *Core) Models() []ModelInfo {
 	out := make([]ModelInfo, 0, len(c.pipes))
 	for _, inf := range c.reg.Models() {
-		mi := ModelInfo{Info: inf, Default: inf.ID == c.reg.DefaultID()}
+		if c.pipes[inf.ID] == nil {
+			continue // in a given registry, but not configured here
+		}
+		mi := ModelInfo{Info: inf}
 		for _, mc := range c.cfg.Models {
 			if mc.ID == inf.ID {
 				mi.Aliases = slices.Clone(mc.Aliases)
+				mi.Default = c.cfg.Default == mc.ID || slices.Contains(mc.Aliases, c.cfg.Default)
 			}
 		}
 		out = append(out, mi)
@@ -181,11 +186,15 @@ func (c *Core) Queue(id string) (_ QueueStats, ok bool) {
 
 // pipeline finds the pipeline of model id (or alias; "" is the default).
 func (c *Core) pipeline(id string) (*pipeline, error) {
-	m, err := c.reg.Get(id)
+	m, err := c.reg.Get(cmp.Or(id, c.cfg.Default))
 	if err != nil {
 		return nil, &Error{Kind: NotFound, Field: "model", Msg: err.Error(), Err: err}
 	}
-	return c.pipes[m.Info().ID], nil
+	p := c.pipes[m.Info().ID]
+	if p == nil { // a given registry's model that the config does not list
+		return nil, Errorf(NotFound, "model", "model %q is not served here", id)
+	}
+	return p, nil
 }
 
 // Close drains the batchers (queued work finishes), then closes the

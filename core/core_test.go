@@ -246,3 +246,28 @@ func TestNoTracerRecordsAndAllocatesNothing(t *testing.T) {
 		t.Errorf("span helpers without a tracer allocate %v times", allocs)
 	}
 }
+
+// TestOnlyConfiguredModelsAreServed: a given registry may hold models the
+// config does not list; the core neither lists nor runs them.
+func TestOnlyConfiguredModelsAreServed(t *testing.T) {
+	reg := testReg
+	if skipReason == "" {
+		var err error
+		reg, err = models.OpenRegistry(models.RegistryConfig{Models: []models.Config{
+			{ID: "one", Path: models.DefaultRegistryConfig().Models[0].Path},
+			{ID: "two", Path: models.DefaultRegistryConfig().Models[0].Path},
+		}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer reg.Close()
+	}
+	c := open(t, Config{Models: []ModelConfig{{Config: models.Config{ID: "one", Path: "x"}}}}, WithRegistry(reg))
+	if ms := c.Models(); len(ms) != 1 || ms[0].ID != "one" || !ms[0].Default {
+		t.Fatalf("Models() = %+v; want only the configured default \"one\"", ms)
+	}
+	_, err := c.Embed(context.Background(), "two", []string{"x"}, models.Options{})
+	if e := AsError(err); e == nil || e.Kind != NotFound || e.Field != "model" {
+		t.Fatalf("Embed on an unconfigured model: %v, want NotFound on model", err)
+	}
+}

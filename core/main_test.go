@@ -27,9 +27,10 @@ func runTests(m *testing.M) int {
 	return modelstest.Finish(m.Run(), testReg)
 }
 
-// open opens a Core over the shared registry with cfg (its model the test
-// model unless cfg names others) and closes it when t ends.
-func open(t testing.TB, cfg Config) *Core {
+// open opens a Core over the shared registry (or the one opts give) with
+// cfg (its model the test model unless cfg names others) and closes it
+// when t ends.
+func open(t testing.TB, cfg Config, opts ...Option) *Core {
 	t.Helper()
 	if skipReason != "" {
 		t.Skip(skipReason)
@@ -37,7 +38,7 @@ func open(t testing.TB, cfg Config) *Core {
 	if len(cfg.Models) == 0 {
 		cfg.Models = []ModelConfig{{Config: models.Config{ID: models.DefaultModelID, Path: "unused: WithRegistry"}}}
 	}
-	c, err := Open(cfg, WithRegistry(testReg), WithLogger(slog.New(slog.DiscardHandler)))
+	c, err := Open(cfg, append([]Option{WithRegistry(testReg), WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
