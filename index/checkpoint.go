@@ -22,12 +22,20 @@ type checkpoint struct {
 	metaBytes int64
 	deleted   []uint64 // bitmap, (rows+63)/64 words
 	ndeleted  int
+	// sums are the data files' CRC-32C up to the lengths above (see
+	// fileSums); a version 1 CHECKPOINT has none (hasSums false).
+	sums    [numDataFiles]uint32
+	hasSums bool
 }
 
 func (c checkpoint) encode() []byte {
-	b := make([]byte, checkpointFixedSize, checkpointFixedSize+8*len(c.deleted)+4)
+	b := make([]byte, checkpointFixedSize, checkpointFixedSize+8*len(c.deleted)+4*numDataFiles+4)
 	copy(b, checkpointMagic)
-	binary.LittleEndian.PutUint32(b[8:], formatVersion)
+	version := uint32(checkpointVersion1)
+	if c.hasSums {
+		version = checkpointVersion
+	}
+	binary.LittleEndian.PutUint32(b[8:], version)
 	binary.LittleEndian.PutUint32(b[12:], 0) // flags
 	binary.LittleEndian.PutUint64(b[16:], c.gen)
 	binary.LittleEndian.PutUint64(b[24:], c.seq)
@@ -38,6 +46,11 @@ func (c checkpoint) encode() []byte {
 	binary.LittleEndian.PutUint64(b[64:], uint64(len(c.deleted)))
 	for _, w := range c.deleted {
 		b = binary.LittleEndian.AppendUint64(b, w)
+	}
+	if c.hasSums {
+		for _, sum := range c.sums {
+			b = binary.LittleEndian.AppendUint32(b, sum)
+		}
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
@@ -54,8 +67,14 @@ func decodeCheckpoint(b []byte, path string) (checkpoint, error) {
 	if string(b[:8]) != checkpointMagic {
 		return c, corruptf("%s: magic %q, want %q", path, b[:8], checkpointMagic)
 	}
-	if v := binary.LittleEndian.Uint32(b[8:]); v != formatVersion {
-		return c, corruptf("%s: format version %d, want %d", path, v, formatVersion)
+	v := binary.LittleEndian.Uint32(b[8:])
+	if v != checkpointVersion1 && v != checkpointVersion {
+		return c, corruptf("%s: format version %d, want %d or %d", path, v, checkpointVersion1, checkpointVersion)
+	}
+	c.hasSums = v == checkpointVersion
+	sumBytes := uint64(0)
+	if c.hasSums {
+		sumBytes = 4 * numDataFiles
 	}
 	c.gen = binary.LittleEndian.Uint64(b[16:])
 	c.seq = binary.LittleEndian.Uint64(b[24:])
@@ -64,7 +83,7 @@ func decodeCheckpoint(b []byte, path string) (checkpoint, error) {
 	c.metaBytes = int64(binary.LittleEndian.Uint64(b[48:]))
 	nd := binary.LittleEndian.Uint64(b[56:])
 	words := binary.LittleEndian.Uint64(b[64:])
-	if rows >= noRow || words != (rows+63)/64 || uint64(len(body)) != checkpointFixedSize+8*words || nd > rows {
+	if rows >= noRow || words != (rows+63)/64 || uint64(len(body)) != checkpointFixedSize+8*words+sumBytes || nd > rows {
 		return c, corruptf("%s: rows %d, %d bitmap words and %d bytes do not agree", path, rows, words, len(b))
 	}
 	c.rows = int(rows)
@@ -78,6 +97,11 @@ func decodeCheckpoint(b []byte, path string) (checkpoint, error) {
 	}
 	if count != c.ndeleted {
 		return c, corruptf("%s: bitmap has %d rows deleted, header says %d", path, count, c.ndeleted)
+	}
+	if c.hasSums {
+		for f := range c.sums {
+			c.sums[f] = binary.LittleEndian.Uint32(body[checkpointFixedSize+8*words+4*uint64(f):])
+		}
 	}
 	return c, nil
 }

@@ -122,6 +122,7 @@ func initDir(dir string, man manifest) error {
 		return err
 	}
 	ck := g.checkpointLocked(0)
+	g.sumLocked(&ck, g.viewsLocked())
 	err = errors.Join(g.sync(), g.release())
 	if err == nil {
 		err = writeCheckpoint(dir, ck)
@@ -532,16 +533,16 @@ func (c *Collection) Checkpoint(ctx context.Context) error {
 		c.mu.Unlock()
 		return err
 	}
-	g, ck, del := c.gen, c.gen.checkpointLocked(c.seq), c.gen.del[:c.gen.rows:c.gen.rows]
+	g, ck, views, del := c.gen, c.gen.checkpointLocked(c.seq), c.gen.viewsLocked(), c.gen.del[:c.gen.rows:c.gen.rows]
 	c.mu.Unlock()
-	return c.persistLocked(g, ck, del)
+	return c.persistLocked(g, ck, views, del)
 }
 
 // persistLocked makes ck durable: syncs g's files (their bytes up to ck's
-// lengths are final; writers may append past them meanwhile), adds the
-// tombstones as of ck.seq, writes CHECKPOINT and removes the segments it
-// covers. The caller holds ckptMu.
-func (c *Collection) persistLocked(g *generation, ck checkpoint, del []uint64) error {
+// lengths, views, are final; writers may append past them meanwhile), adds
+// their checksums and the tombstones as of ck.seq, writes CHECKPOINT and
+// removes the segments it covers. The caller holds ckptMu.
+func (c *Collection) persistLocked(g *generation, ck checkpoint, views dataViews, del []uint64) error {
 	if c.ckptErr != nil {
 		return c.ckptErr
 	}
@@ -551,6 +552,7 @@ func (c *Collection) persistLocked(g *generation, ck checkpoint, del []uint64) e
 		c.ckptErr = fmt.Errorf("embedd/index: checkpoints stop until the collection is reopened (the WAL keeps every write): %w", err)
 		return c.ckptErr
 	}
+	g.sumLocked(&ck, views)
 	ck.deleted, ck.ndeleted = tombstoneBitmap(del, ck.rows, ck.seq)
 	if err := writeCheckpoint(c.dir, ck); err != nil {
 		return err
@@ -613,9 +615,9 @@ func (c *Collection) Close() error {
 		<-c.wal.exited
 		if c.wal.failure() == nil && c.seq > c.ckptSeq {
 			c.mu.Lock()
-			g, ck, del := c.gen, c.gen.checkpointLocked(c.seq), c.gen.del[:c.gen.rows:c.gen.rows]
+			g, ck, views, del := c.gen, c.gen.checkpointLocked(c.seq), c.gen.viewsLocked(), c.gen.del[:c.gen.rows:c.gen.rows]
 			c.mu.Unlock()
-			errs = append(errs, c.persistLocked(g, ck, del))
+			errs = append(errs, c.persistLocked(g, ck, views, del))
 		}
 		c.ckptMu.Unlock()
 	}

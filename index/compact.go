@@ -64,6 +64,7 @@ func (c *Collection) Compact(ctx context.Context) error {
 		return err
 	}
 	ck := ng.checkpointLocked(base.seq)
+	ng.sumLocked(&ck, ng.viewsLocked())
 	ck.deleted, ck.ndeleted = tombstoneBitmap(ng.del, ng.rows, base.seq) // all live
 
 	// 3. Catch up with the writes made meanwhile and swap.

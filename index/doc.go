@@ -56,7 +56,7 @@
 //
 //	offset  size     field
 //	     0     8     magic "EMBDCKP1"
-//	     8     4     format version (1)
+//	     8     4     format version (2; version 1, still read, has no sums)
 //	    12     4     flags (0)
 //	    16     8     generation
 //	    24     8     seq: the last WAL record the data files include
@@ -66,8 +66,16 @@
 //	    56     8     deleted: rows deleted as of seq
 //	    64     8     words = (rows+63)/64
 //	    72     8*words  bitmap: bit r%64 of word r/64 set when row r is deleted
-//	  72+8w    4     CRC-32C of everything before it
+//	  72+8w   16     sums: CRC-32C of each data file's bytes [0, logical length),
+//	                 header included: vectors (64+rows*dim*4), norms (64+rows*4;
+//	                 0 when there is no norms file), ids (idsBytes), meta (metaBytes)
+//	  88+8w    4     CRC-32C of everything before it
 //
+// The data files are only appended to, so each checkpoint extends the
+// sums of the one before with the bytes written since. Open checks the ids,
+// meta and norms files against them (it reads those files anyway); the
+// matrix, which Open maps without reading, is checked by Verify (and
+// embedd verify).
 // The file is replaced atomically (write a temporary file, fsync, rename,
 // fsync the directory).
 //
@@ -122,6 +130,9 @@ package index
 // on-disk format; do not change
 const (
 	formatVersion = 1
+
+	checkpointVersion1 = 1 // CHECKPOINT without the data files' checksums (still read)
+	checkpointVersion  = 2 // CHECKPOINT with them, as written now
 
 	manifestName   = "manifest.json"
 	checkpointName = "CHECKPOINT"

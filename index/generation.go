@@ -25,6 +25,7 @@ type generation struct {
 	meta *metaStore
 
 	fields fieldIndex // what filters read; see filter.go
+	sums   fileSums   // the data files' checksums as of the last checkpoint; guarded by Collection.ckptMu
 
 	// Writer side, guarded by Collection.mu (with the ids' and meta's
 	// lengths and slice headers):
@@ -82,6 +83,9 @@ func openGeneration(dir string, man manifest, ck checkpoint, private bool) (_ *g
 		return nil, err
 	}
 	g.rows = ck.rows
+	if err := g.checkSums(ck, g.viewsLocked()); err != nil {
+		return nil, err
+	}
 	var deleted int
 	g.del, deleted = tombstonesFromBitmap(ck.deleted, ck.rows, max(ck.seq, 1), ck.rows+ck.rows/8+16)
 	g.live = ck.rows - deleted
@@ -118,6 +122,7 @@ func (g *generation) files() []string {
 	return generationFiles(g.dir, g.id)
 }
 
+// generationFiles lists generation id's files in dataViews order.
 func generationFiles(dir string, id uint64) []string {
 	return append(matrixFiles(dir, id), idsPath(dir, id), metaPath(dir, id))
 }

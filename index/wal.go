@@ -312,6 +312,9 @@ const (
 	// replayStrict (compaction re-reading its own log): any damage is an
 	// error.
 	replayStrict
+	// replayVerify (Verify): as replayRecover, but a torn tail is left as
+	// it is (a writer may be appending to it).
+	replayVerify
 	// replaySalvage (Repair): damage is skipped: replay resumes at the next
 	// intact record after it, counting the seqs lost to it, and reports
 	// every damage; the result has no tail, so the writer starts a new
@@ -364,7 +367,7 @@ func replayWAL(dir string, after uint64, mode replayMode, log *slog.Logger, appl
 			return res, corruptf("%w", damage)
 		}
 		// replayRecover: only a tail may be cut.
-		if err := onlyTail(segs[i:], damage, max(res.last, after)); err != nil {
+		if err := onlyTail(segs[i:], damage, max(res.last, after)); err != nil || mode == replayVerify {
 			return res, err
 		}
 		log.Warn("embedd/index: cutting damaged WAL tail", "file", damage.path, "offset", damage.off, "reason", damage.reason, "last_seq", res.last)

@@ -280,6 +280,9 @@ func TestWALDamageInTheMiddleRefusesToOpen(t *testing.T) {
 	if _, err := Open(dir); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("second Open = %v", err)
 	}
+	if _, err := Verify(dir); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Verify = %v, want ErrCorrupt naming %q", err, want)
+	}
 
 	rep, err := Repair(dir)
 	if err != nil {
