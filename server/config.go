@@ -64,6 +64,9 @@ type Config struct {
 	core.Config
 	// MaxMessageBytes bounds one gRPC message or HTTP body; default 32 MiB.
 	MaxMessageBytes int `json:"max_message_bytes,omitempty"`
+	// MaxFileBytes bounds one file uploaded to POST /v1/files (a batch's
+	// input), streamed to the data dir; default 200 MiB, OpenAI's limit.
+	MaxFileBytes int64 `json:"max_file_bytes,omitempty"`
 	// APIKeys, when not empty, are required as "authorization: Bearer KEY"
 	// on every call except health checks.
 	APIKeys []string `json:"api_keys,omitempty"`
@@ -103,6 +106,7 @@ func (c Config) Defaults() Config {
 	c.Config = c.Config.Defaults()
 	c.DataDir = cmp.Or(c.DataDir, core.DefaultDataDir)
 	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, 32<<20)
+	c.MaxFileBytes = cmp.Or(c.MaxFileBytes, 200<<20)
 	if c.RateLimit > 0 && c.RateBurst == 0 {
 		c.RateBurst = max(1, int(c.RateLimit))
 	}
@@ -143,6 +147,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	rangeInt("max_message_bytes", c.MaxMessageBytes, 1<<10, 1<<30)
+	if c.MaxFileBytes < 1 || c.MaxFileBytes > 1<<40 {
+		bad("max_file_bytes", c.MaxFileBytes, "is not in [1, 2^40]")
+	}
 	for i, k := range c.APIKeys {
 		if len(k) < 16 {
 			bad(fmt.Sprintf("api_keys[%d]", i), fmt.Sprintf("(%d characters)", len(k)), "is shorter than 16 characters")

@@ -25,6 +25,7 @@ import (
 func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/embeddings", s.openAIEmbeddings)
+	s.registerBatchRoutes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -57,6 +58,10 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.code = code
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection (an upload
+// extends its read deadline).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // httpMiddleware adds request ids, logs, metrics, panic recovery, API-key
 // auth (not for /healthz and /readyz) and rate limiting.
@@ -101,7 +106,7 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 				return
 			}
 		}
-		r.Body = http.MaxBytesReader(sw, r.Body, int64(s.cfg.MaxMessageBytes))
+		r.Body = http.MaxBytesReader(sw, r.Body, s.bodyLimit(r))
 		next.ServeHTTP(sw, r)
 	})
 }
@@ -210,4 +215,10 @@ func writeOpenAIError(w http.ResponseWriter, code int, typ, param, msg string) {
 		p = param
 	}
 	json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"message": msg, "type": typ, "param": p, "code": nil}})
+}
+
+// writeJSON writes v as a 200 JSON response.
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
 }

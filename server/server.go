@@ -70,6 +70,8 @@ type Server struct {
 	draining atomic.Bool               // set when shutdown begins
 	serveMu  sync.Mutex                // guards served
 	served   bool
+
+	batches atomic.Pointer[batchState] // the Files and Batches API; nil until loaded
 }
 
 // Option changes how New builds a Server.
@@ -229,6 +231,9 @@ func (s *Server) load() (*core.Core, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.openBatches(c); err != nil {
+		return nil, errors.Join(err, c.Close())
+	}
 	for _, m := range c.Models() {
 		labels := prometheus.Labels{"model": m.ID}
 		queue := func() core.QueueStats { q, _ := c.Queue(m.ID); return q }
@@ -291,6 +296,7 @@ func (s *Server) shutdown(c *core.Core) error {
 		s.grpc.Stop()
 		<-done
 	}
+	s.closeBatches()
 	if c != nil {
 		errs = append(errs, c.Close())
 	}
