@@ -84,3 +84,16 @@ func TestShards(t *testing.T) {
 	embedctl(t, whole, "", "search", "--partial", "docs", "--vector", "[3,4]").want(t, 2)
 	embedctl(t, whole, "", "search", "--shards", list+",", "docs", "--vector", "[3,4]").want(t, 2)
 }
+
+// TestDNSTarget: --addr takes a dns:/// target (balanced round-robin over
+// the name's addresses by the client).
+func TestDNSTarget(t *testing.T) {
+	s := clienttest.Start(t, clienttest.Config{Dims: 2})
+	var out, errOut strings.Builder
+	if code := run([]string{"--addr", "dns:///" + s.Addr(), "--timeout", "10s", "models", "--json"}, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("models over dns:///: exit %d, %s", code, errOut.String())
+	}
+	if n := s.Calls("ListModels"); n != 1 {
+		t.Errorf("%d ListModels calls reached the server, want 1", n)
+	}
+}
