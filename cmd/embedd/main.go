@@ -7,6 +7,7 @@
 //	embedd import [flags] C FILE     stream JSONL or .npy into collection C (server stopped)
 //	embedd export [flags] C          collection C → JSONL (works beside a running server)
 //	embedd repair [flags] C          salvage collection C's damaged write-ahead log (server stopped)
+//	embedd job KIND [flags] INPUT    batch jobs: embed, search, pairs, dedup, merge (resumable, sharded)
 //
 // Without --config every command uses the default model that
 // scripts/setup.sh prepares; --model picks a model by id.
@@ -32,6 +33,7 @@ commands:
   import    stream a JSONL or .npy file into a collection (server stopped)
   export    write a collection as JSONL (works while the server runs)
   repair    salvage a collection whose write-ahead log is damaged (server stopped)
+  job       batch jobs over files: embed, search, pairs, dedup, merge (resumable, sharded)
 
 run "embedd <command> -h" for a command's flags
 `
@@ -53,6 +55,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exportCmd(args[1:], stdout, stderr)
 	case "repair":
 		return repairCmd(args[1:], stdout, stderr)
+	case "job":
+		return jobCmd(args[1:], stdin, stdout, stderr)
 	case "embed":
 		return embedCmd(args[1:], stdin, stdout, stderr)
 	case "tokenize":

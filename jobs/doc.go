@@ -1,0 +1,43 @@
+// Package jobs runs embedd's batch similarity jobs: a file (or stdin) of
+// texts or vectors streamed through the application core (package core),
+// read → stage (embed, search) → write, with bounded channels between the
+// stages, and a job directory that makes a job resumable after any kill and
+// splittable into shards that merge byte-identically.
+//
+// # Driving it from a server
+//
+// A server (the OpenAI Batch API, issue 15) runs one job per batch with
+// Run: Input names the uploaded file (FormatOpenAI), Stage is
+// EmbedStage(core, ...), Output the output and error files (FormatOpenAI
+// writes OpenAI's output and error lines), Dir a directory per batch,
+// Progress a callback that updates the batch's request_counts, and ctx's
+// cancellation is the batch's cancel. Run returns once the output files are
+// complete (renamed into place) or with the error that stopped it; calling
+// Run again with the same Job after a restart resumes from the parts
+// already in Dir, and a changed input or parameter is refused
+// (ErrMismatch). A Job is plain data plus a Stage, so a server keeps its
+// own queue of them.
+//
+// # Layout of a job directory
+//
+//	manifest.json          kind, input identity (path, size, hashes of the first
+//	                       and last MiB), parameters, shard, part size
+//	part-000000-n1024.bin  the results of records [0, 1024) of the shard:
+//	part-000001-n1024.bin  written under a temporary name and renamed when
+//	...                    complete; n is the record count
+//	done.json              the shard's totals, once every part is there
+//
+// Parts are numbered within a shard; a part holds PartSize input records
+// (the last fewer), good and failed, in input order, so the output is the
+// parts concatenated, whatever order they were computed in and whichever
+// process computed them: two processes running the same shard (Kubernetes
+// may do that) write the same bytes under the same names.
+//
+// # Shards
+//
+// Shard{Index: i, Count: n} reads the i-th of n newline-aligned byte ranges
+// of a line input (a line belongs to the range its first byte is in; line
+// numbers count the newlines before the range), or the i-th of n runs of
+// row groups of a Parquet input. Merge concatenates the shards' parts in
+// shard order into one output, byte-identical to a single process's.
+package jobs
