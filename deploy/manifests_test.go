@@ -418,9 +418,15 @@ func envNamesRead() map[string]bool {
 // overlay asks for a GPU.
 func TestPodTemplates(t *testing.T) {
 	read := envNamesRead()
-	for _, w := range workloads(t) {
+	ws := workloads(t)
+	for _, w := range ws {
 		t.Run(w.name, func(t *testing.T) {
 			c := w.container(t)
+			// TestPodTemplatesRun runs the CPU pods' args through embedd's
+			// flags; the GPU pod, which it cannot run, must use the same.
+			if !slices.Equal(c.Args, ws[0].container(t).Args) {
+				t.Errorf("args %q differ from the cpu Deployment's %q", c.Args, ws[0].container(t).Args)
+			}
 			cfg := w.serverConfig(t)
 			if got, want := addrPort(t, cfg.GRPCAddr), w.port(t, "grpc"); got != want {
 				t.Errorf("grpc_addr port %d, container port grpc %d", got, want)
@@ -494,7 +500,8 @@ func selects(t *testing.T, sel *v1.LabelSelector, pod corev1.PodTemplateSpec) bo
 // TestServicesAndBudgets: the Services select the pods and reach named
 // container ports; the gRPC one is headless, so DNS lists every pod; the
 // disruption budgets select the pods; the autoscaler scales the Deployment
-// on the metric the adapter rule serves, with CPU besides and a scale-down
+// on the metric the adapter rule serves (a target the queue can reach
+// before it is full), with CPU besides and a scale-down
 // stabilisation window.
 func TestServicesAndBudgets(t *testing.T) {
 	for _, w := range workloads(t) {
@@ -533,6 +540,12 @@ func TestServicesAndBudgets(t *testing.T) {
 			pods = slices.ContainsFunc(rules, func(r adapterRule) bool { return r.Name.As == m.Pods.Metric.Name })
 			if !pods {
 				t.Errorf("HPA metric %s is not served by an adapter rule", m.Pods.Metric.Name)
+			}
+			// The target must be reachable before the queue refuses texts.
+			for _, mc := range workloads(t)[0].serverConfig(t).Models {
+				if target := m.Pods.Target.AverageValue; target == nil || target.Value() >= int64(mc.QueueSize) {
+					t.Errorf("HPA target %v texts waiting per pod is not below model %s's queue_size %d", target, mc.ID, mc.QueueSize)
+				}
 			}
 		case m.Type == autoscalingv2.ResourceMetricSourceType && m.Resource.Name == corev1.ResourceCPU:
 			cpuMetric = true
