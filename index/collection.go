@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,7 +88,8 @@ type Collection struct {
 	ops      []op // decoding scratch
 
 	wal      *committer    // nil when read-only; its goroutine ends when Close closes wal.reqs
-	kick     chan struct{} // wakes the checkpointer
+	kick     chan struct{} // wakes the checkpointer for a checkpoint
+	compact  chan struct{} // wakes the checkpointer for an automatic compaction
 	quit     chan struct{} // closed by Close: the checkpointer stops
 	ckptDone chan struct{} // closed when the checkpointer has stopped
 
@@ -197,6 +199,7 @@ func openWriter(dir string, o options, mode replayMode) (_ *Collection, res repl
 	c.walStart = w.start
 	c.cur.Store(c.gen.stateLocked(c.seq))
 	c.kick = make(chan struct{}, 1)
+	c.compact = make(chan struct{}, 1)
 	c.quit = make(chan struct{})
 	c.ckptDone = make(chan struct{})
 	c.wal = newCommitter(w, &c.cur, o.groupBytes, c.maybeCheckpoint)
@@ -562,28 +565,65 @@ func (c *Collection) persistLocked(g *generation, ck checkpoint, views dataViews
 	return removeSegmentsThrough(c.dir, ck.seq)
 }
 
-// maybeCheckpoint is the committer's hook after each flush: a segment past
-// the threshold wakes the checkpointer.
+// maybeCheckpoint is the committer's hook after each flush (and opening's):
+// a segment past the threshold wakes the checkpointer for a checkpoint, and
+// enough dead rows (WithAutoCompact) for a compaction.
 func (c *Collection) maybeCheckpoint(segmentBytes int64) {
 	if c.opts.checkpointBytes > 0 && segmentBytes >= c.opts.checkpointBytes {
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
+		wake(c.kick)
+	}
+	if c.opts.needsCompaction(c.cur.Load(), c.man.Dim) {
+		wake(c.compact)
 	}
 }
 
-// checkpointer runs background checkpoints until Close.
+// needsCompaction reports whether st has enough dead rows for an automatic
+// compaction (WithAutoCompact).
+func (o *options) needsCompaction(st *state, dim int) bool {
+	if st == nil || o.compactRatio <= 0 {
+		return false
+	}
+	dead := st.rows - st.live
+	return dead > 0 && float64(dead) >= o.compactRatio*float64(st.rows) && int64(dead)*int64(dim)*4 >= o.compactBytes
+}
+
+// wake sends on a one-slot channel unless a wake-up is already waiting.
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// checkpointer runs background checkpoints and compactions until Close,
+// which cancels a compaction under way.
 func (c *Collection) checkpointer() {
 	defer close(c.ckptDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-c.quit
+		cancel()
+	}()
+	var retryCompact time.Time // after a failed compaction, the next try waits until then
 	for {
+		var what string
+		var err error
 		select {
 		case <-c.quit:
 			return
 		case <-c.kick:
-			if err := c.Checkpoint(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
-				c.log.Error("embedd/index: background checkpoint failed", "dir", c.dir, "err", err)
+			what, err = "checkpoint", c.Checkpoint(ctx)
+		case <-c.compact:
+			if time.Now().Before(retryCompact) {
+				continue
 			}
+			if what, err = "compaction", c.Compact(ctx); err != nil {
+				retryCompact = time.Now().Add(time.Minute)
+			}
+		}
+		if err != nil && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
+			c.log.Error("embedd/index: background "+what+" failed", "dir", c.dir, "err", err)
 		}
 	}
 }

@@ -44,7 +44,14 @@ func TestCrashHelper(t *testing.T) {
 	}
 	round, _ := strconv.Atoi(os.Getenv(crashRoundEnv))
 	out := &lineWriter{w: os.Stdout}
-	c, err := Open(dir, WithCheckpointBytes(24<<10))
+	// Odd rounds leave compaction to the collection (WithAutoCompact) and
+	// say when one has finished; even rounds call Compact all the time.
+	auto := round%2 == 1
+	compact := WithAutoCompact(0, 0)
+	if auto {
+		compact = WithAutoCompact(0.3, 0)
+	}
+	c, err := Open(dir, WithCheckpointBytes(24<<10), compact)
 	if err != nil {
 		out.printf("E open: %v", err)
 		os.Exit(2)
@@ -93,9 +100,14 @@ func TestCrashHelper(t *testing.T) {
 		})
 	}
 	go func() {
-		for {
+		for done := int64(0); ; {
 			time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
-			if err := c.Compact(context.Background()); err != nil {
+			if auto {
+				if n := c.Stats().Compactions; n > done {
+					done = n
+					out.printf("C %d", n)
+				}
+			} else if err := c.Compact(context.Background()); err != nil {
 				out.printf("E compact: %v", err)
 				os.Exit(2)
 			}
@@ -255,12 +267,14 @@ func TestCrashRecovery(t *testing.T) {
 	c.Close()
 	m := &crashModel{confirmed: map[string]int{}}
 	start := time.Now()
-	totalAcked, totalChecks := 0, 0
+	totalAcked, totalChecks, autoCompactions := 0, 0, 0
 	for round := range rounds {
 		lines, stderr := runCrashRound(t, dir, round)
 		inflight := map[string]crashOp{}
 		for _, line := range lines {
 			switch {
+			case strings.HasPrefix(line, "C "):
+				autoCompactions++
 			case strings.HasPrefix(line, "E "):
 				t.Fatalf("round %d: helper failed: %s\n%s", round, line, stderr)
 			case strings.HasPrefix(line, "B "), strings.HasPrefix(line, "A "):
@@ -327,9 +341,12 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		t.Logf("round %d: %d lines, %d batches in flight, %d ids checked", round, len(lines), len(inflight), len(m.confirmed))
 	}
-	t.Logf("%d rounds in %v: %d acknowledged batches, %d id checks", rounds, time.Since(start).Round(time.Millisecond), totalAcked, totalChecks)
+	t.Logf("%d rounds in %v: %d acknowledged batches, %d id checks, %d automatic compactions seen", rounds, time.Since(start).Round(time.Millisecond), totalAcked, totalChecks, autoCompactions)
 	if totalAcked < rounds {
 		t.Fatalf("only %d batches were acknowledged in %d rounds; the helper barely ran", totalAcked, rounds)
+	}
+	if autoCompactions == 0 {
+		t.Fatalf("no automatic compaction finished in the %d rounds that left it to the collection", rounds/2)
 	}
 }
 

@@ -117,7 +117,9 @@
 // vectors) and grown underneath it with fallocate; growing past a reservation
 // maps the file again, larger, and keeps the old mapping until the generation
 // is released. Compaction writes a new generation while searches go on;
-// snapshots of the old one keep it mapped until they are closed.
+// snapshots of the old one keep it mapped until they are closed. It runs by
+// itself in the background once enough rows are dead (WithAutoCompact), and
+// on demand (Compact).
 //
 // # Read-only openers
 //

@@ -9,6 +9,8 @@ type options struct {
 	checkpointBytes int64
 	groupBytes      int
 	backend         Backend
+	compactRatio    float64 // automatic compaction: dead rows / rows at least this (0: off)
+	compactBytes    int64   // … and the dead rows' vectors at least this many bytes
 }
 
 func defaultOptions() options {
@@ -17,6 +19,8 @@ func defaultOptions() options {
 		checkpointBytes: 64 << 20,
 		groupBytes:      8 << 20,
 		backend:         CPUBackend{},
+		compactRatio:    0.5,
+		compactBytes:    16 << 20,
 	}
 }
 
@@ -68,5 +72,19 @@ func WithBackend(b Backend) Option {
 		if b != nil {
 			o.backend = b
 		}
+	}
+}
+
+// WithAutoCompact sets when a collection compacts itself (see Compact) in
+// the background: once its dead rows (deleted, or replaced by a later
+// upsert of their id) are at least ratio of its rows and their vectors
+// take at least minBytes. Searches and writes go on meanwhile, as with
+// Compact. Default: ratio 0.5 and 16 MiB, so that a compaction copies at
+// most as many rows as it reclaims, and small collections are not rewritten
+// for a few dead rows. A ratio of 0 or less turns it off (Compact still
+// works); minBytes below 0 counts as 0.
+func WithAutoCompact(ratio float64, minBytes int64) Option {
+	return func(o *options) {
+		o.compactRatio, o.compactBytes = ratio, max(minBytes, 0)
 	}
 }
