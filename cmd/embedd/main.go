@@ -8,6 +8,7 @@
 //	embedd export [flags] C          collection C → JSONL (works beside a running server)
 //	embedd repair [flags] C          salvage collection C's damaged write-ahead log (server stopped)
 //	embedd job KIND [flags] INPUT    batch jobs: embed, search, pairs, dedup, merge (resumable, sharded)
+//	embedd verify [flags] [C...]     check collections against their checksums (works beside a server)
 //
 // Without --config every command uses the default model that
 // scripts/setup.sh prepares; --model picks a model by id.
@@ -34,6 +35,7 @@ commands:
   export    write a collection as JSONL (works while the server runs)
   repair    salvage a collection whose write-ahead log is damaged (server stopped)
   job       batch jobs over files: embed, search, pairs, dedup, merge (resumable, sharded)
+  verify    check collections' files against their checksums (works while the server runs)
 
 run "embedd <command> -h" for a command's flags
 `
@@ -55,6 +57,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exportCmd(args[1:], stdout, stderr)
 	case "repair":
 		return repairCmd(args[1:], stdout, stderr)
+	case "verify":
+		return verifyCmd(args[1:], stdout, stderr)
 	case "job":
 		return jobCmd(args[1:], stdin, stdout, stderr)
 	case "embed":

@@ -13,13 +13,7 @@ import (
 // because it is damaged before intact records (index.Repair). The server
 // must not have the collection open.
 func repairCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("repair", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "", "the server's data `dir` (default $EMBEDD_DATA_DIR, else embedd-data)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: embedd repair [flags] COLLECTION\n\nSalvages a collection whose write-ahead log is damaged before intact records\n(the server refuses to open it and says where): every intact record is kept,\nthe damaged bytes are skipped, and a copy of each damaged segment is left\nbeside it as <segment>.damaged. The server must not have the collection open.\n\nflags:")
-		fs.PrintDefaults()
-	}
+	fs, dataDir := dataDirFlagSet("repair", stderr, "usage: embedd repair [flags] COLLECTION\n\nSalvages a collection whose write-ahead log is damaged before intact records\n(the server refuses to open it and says where): every intact record is kept,\nthe damaged bytes are skipped, and a copy of each damaged segment is left\nbeside it as <segment>.damaged. The server must not have the collection open.")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -39,6 +33,19 @@ func repairCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "embedd repair: %v\n", err)
 	return 1
+}
+
+// dataDirFlagSet is the flags of a command whose only flag is --data-dir;
+// usage is its help, before the flags.
+func dataDirFlagSet(name string, stderr io.Writer, usage string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "", "the server's data `dir` (default $EMBEDD_DATA_DIR, else embedd-data)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage+"\n\nflags:")
+		fs.PrintDefaults()
+	}
+	return fs, dataDir
 }
 
 func printRepair(w io.Writer, name string, rep index.RepairReport) {

@@ -72,3 +72,35 @@ func TestRepairCommand(t *testing.T) {
 		t.Fatalf("repair without a collection: exit %d", code)
 	}
 }
+
+func TestVerifyCommand(t *testing.T) {
+	data := crashImage(t, "docs", 10)
+	if err := os.CopyFS(filepath.Join(data, "other"), os.DirFS(filepath.Join(data, "docs"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"docs", "other"} {
+		c, err := index.Open(filepath.Join(data, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil { // a checkpoint with checksums
+			t.Fatal(err)
+		}
+	}
+	if code, out, stderr := runCmd(t, "", "verify", "--data-dir", data); code != 0 || !strings.Contains(out, "docs: ok (3 files") || !strings.Contains(out, "other: ok") {
+		t.Fatalf("verify: exit %d\n%s%s", code, out, stderr)
+	}
+	vecs, _ := filepath.Glob(filepath.Join(data, "other", "vectors-*.f32"))
+	f, err := os.OpenFile(vecs[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0x7f}, 64+5); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	code, out, _ := runCmd(t, "", "verify", "--data-dir", data, "docs", "other")
+	if code != 1 || !strings.Contains(out, "docs: ok") || !strings.Contains(out, "other: FAILED") || !strings.Contains(out, vecs[0]) {
+		t.Fatalf("verify after a flip: exit %d\n%s", code, out)
+	}
+}
