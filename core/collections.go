@@ -52,6 +52,10 @@ type SearchRequest struct {
 	Vectors bool
 	// Embed embeds text queries for collections without a model.
 	Embed EmbedSpec
+	// MaxResponseBytes is the largest answer the transport can send (its
+	// max_message_bytes); 0: no bound. A search whose answer must be
+	// larger is refused before it runs.
+	MaxResponseBytes int
 }
 
 // collections is the manager, or Unavailable without a data dir.
@@ -240,6 +244,23 @@ func (c *Core) Search(ctx context.Context, req SearchRequest) ([][]index.Result,
 	}
 	if len(req.Queries) > c.cfg.MaxTextsPerRequest {
 		return nil, Errorf(InvalidArgument, "queries", "%d is over the limit of %d per request", len(req.Queries), c.cfg.MaxTextsPerRequest)
+	}
+	// Bound the work and the answer before doing anything (k itself is
+	// the index's to check).
+	if hits := len(req.Queries) * req.K; hits > c.cfg.MaxSearchHits {
+		return nil, Errorf(InvalidArgument, "k", "%d queries × k %d = %d hits is over max_search_hits %d: send fewer queries or a smaller k", len(req.Queries), req.K, hits, c.cfg.MaxSearchHits)
+	}
+	if req.MaxResponseBytes > 0 && req.K > 0 && len(req.Filter) == 0 {
+		// Without a filter every query gets min(k, live) hits, each at
+		// least a 1-byte id and its framing (and its vector, if asked).
+		hitBytes := 5
+		if req.Vectors {
+			hitBytes += 4*col.Dim() + 3
+		}
+		hits := min(req.K, col.Stats().Live)
+		if least := len(req.Queries) * hits * hitBytes; least > req.MaxResponseBytes {
+			return nil, Errorf(InvalidArgument, "k", "the answer to %d queries × %d hits takes at least %d bytes, over max_message_bytes %d: send fewer queries, a smaller k or no vectors", len(req.Queries), hits, least, req.MaxResponseBytes)
+		}
 	}
 	queries := make([][]float32, len(req.Queries))
 	var texts []string

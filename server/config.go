@@ -90,6 +90,25 @@ type Config struct {
 	// still run before it is closed hard; default 0: until they end. Needs
 	// max_connection_age.
 	MaxConnectionAgeGrace core.Duration `json:"max_connection_age_grace,omitempty"`
+	// HTTPReadTimeout bounds reading one HTTP request, body included;
+	// default 60s.
+	HTTPReadTimeout core.Duration `json:"http_read_timeout,omitempty"`
+	// HTTPIdleTimeout closes a keep-alive HTTP connection idle this long;
+	// default 120s.
+	HTTPIdleTimeout core.Duration `json:"http_idle_timeout,omitempty"`
+	// MaxHTTPConnections caps the open HTTP connections: one over it is
+	// closed as soon as it is accepted; default 1024.
+	MaxHTTPConnections int `json:"max_http_connections,omitempty"`
+	// MaxConcurrentStreams caps the calls and streams running on one gRPC
+	// connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); default 100.
+	MaxConcurrentStreams int `json:"max_concurrent_streams,omitempty"`
+	// MaxGRPCCalls caps the gRPC calls and streams running in total
+	// (health checks excepted): one over it is refused with
+	// RESOURCE_EXHAUSTED; default 1000.
+	MaxGRPCCalls int `json:"max_grpc_calls,omitempty"`
+	// HandshakeTimeout bounds a new gRPC connection's set-up (TLS and
+	// HTTP/2 preface); default 10s.
+	HandshakeTimeout core.Duration `json:"handshake_timeout,omitempty"`
 	// Pprof serves /debug/pprof/ on the HTTP address.
 	Pprof bool `json:"pprof,omitempty"`
 	// LogLevel is debug, info, warn or error; default info.
@@ -112,6 +131,12 @@ func (c Config) Defaults() Config {
 	}
 	c.StreamInFlight = cmp.Or(c.StreamInFlight, 8)
 	c.ShutdownGrace = cmp.Or(c.ShutdownGrace, core.Duration(30*time.Second))
+	c.HTTPReadTimeout = cmp.Or(c.HTTPReadTimeout, core.Duration(60*time.Second))
+	c.HTTPIdleTimeout = cmp.Or(c.HTTPIdleTimeout, core.Duration(120*time.Second))
+	c.MaxHTTPConnections = cmp.Or(c.MaxHTTPConnections, 1024)
+	c.MaxConcurrentStreams = cmp.Or(c.MaxConcurrentStreams, 100)
+	c.MaxGRPCCalls = cmp.Or(c.MaxGRPCCalls, 1000)
+	c.HandshakeTimeout = cmp.Or(c.HandshakeTimeout, core.Duration(10*time.Second))
 	c.LogLevel = cmp.Or(c.LogLevel, "info")
 	if c.Tracing.On() {
 		if c.Tracing.SampleRatio == nil {
@@ -151,8 +176,14 @@ func (c Config) Validate() error {
 		bad("max_file_bytes", c.MaxFileBytes, "is not in [1, 2^40]")
 	}
 	for i, k := range c.APIKeys {
-		if len(k) < 16 {
-			bad(fmt.Sprintf("api_keys[%d]", i), fmt.Sprintf("(%d characters)", len(k)), "is shorter than 16 characters")
+		field := fmt.Sprintf("api_keys[%d]", i)
+		switch {
+		case strings.ContainsFunc(k, func(r rune) bool { return r < 0x21 || r > 0x7e }):
+			// A bearer token is trimmed, and a header carries no control
+			// or non-ASCII bytes: such a key would never match.
+			bad(field, fmt.Sprintf("(%d characters)", len(k)), "has a space, a control or a non-ASCII character: no request could ever match it")
+		case len(k) < 16:
+			bad(field, fmt.Sprintf("(%d characters)", len(k)), "is shorter than 16 characters")
 		}
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
@@ -175,6 +206,17 @@ func (c Config) Validate() error {
 	if d := time.Duration(c.ShutdownGrace); d <= 0 || d > time.Hour {
 		bad("shutdown_grace", strconv.Quote(d.String()), "is not in (0s, 1h]")
 	}
+	for _, f := range []struct {
+		name string
+		d    core.Duration
+	}{{"http_read_timeout", c.HTTPReadTimeout}, {"http_idle_timeout", c.HTTPIdleTimeout}, {"handshake_timeout", c.HandshakeTimeout}} {
+		if d := time.Duration(f.d); d <= 0 || d > time.Hour {
+			bad(f.name, strconv.Quote(d.String()), "is not in (0s, 1h]")
+		}
+	}
+	rangeInt("max_http_connections", c.MaxHTTPConnections, 1, 1<<20)
+	rangeInt("max_concurrent_streams", c.MaxConcurrentStreams, 1, 1<<16)
+	rangeInt("max_grpc_calls", c.MaxGRPCCalls, 1, 1<<20)
 	if d := time.Duration(c.MaxConnectionAge); d < 0 || d > 720*time.Hour {
 		bad("max_connection_age", strconv.Quote(d.String()), "is not in [0s (never), 720h]")
 	}
@@ -298,7 +340,14 @@ func (c Config) ApplyEnv(getenv func(string) string) Config {
 		c.ORTLib = v
 	}
 	if v := getenv("EMBEDD_API_KEYS"); v != "" {
-		c.APIKeys = strings.Split(v, ",")
+		// "k1, k2" means k1 and k2: spaces around a key are never part of
+		// it (a bearer token is trimmed), and empty entries are no keys.
+		c.APIKeys = nil
+		for k := range strings.SplitSeq(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				c.APIKeys = append(c.APIKeys, k)
+			}
+		}
 	}
 	if v := getenv("EMBEDD_LOG_LEVEL"); v != "" {
 		c.LogLevel = v

@@ -1,18 +1,23 @@
 package server
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
+	"mime"
 	"net/http"
 	"net/http/pprof"
 	"runtime/debug"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -26,6 +31,8 @@ func (s *Server) httpHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/embeddings", s.openAIEmbeddings)
 	s.registerBatchRoutes(mux)
+	mux.HandleFunc("GET /v1/models", s.openAIModels)
+	mux.HandleFunc("GET /v1/models/{id}", s.openAIModel)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
@@ -63,9 +70,29 @@ func (w *statusWriter) WriteHeader(code int) {
 // extends its read deadline).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// unmatchedRoute is the metrics label of every request no route matches,
+// so that made-up paths cannot grow the label set.
+const unmatchedRoute = "unmatched"
+
+// routeLabel is the path pattern of the route mux sends r to ("/v1/embeddings",
+// "/v1/models/{id}"), or unmatchedRoute: never the raw path.
+func routeLabel(mux *http.ServeMux, r *http.Request) string {
+	_, pattern := mux.Handler(r)
+	if pattern == "" {
+		return unmatchedRoute
+	}
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		return path // without the method
+	}
+	return pattern
+}
+
+// probePaths need no API key and are not rate-limited (load balancers).
+func probePath(p string) bool { return p == "/healthz" || p == "/readyz" }
+
 // httpMiddleware adds request ids, logs, metrics, panic recovery, API-key
 // auth (not for /healthz and /readyz) and rate limiting.
-func (s *Server) httpMiddleware(next http.Handler) http.Handler {
+func (s *Server) httpMiddleware(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
@@ -74,40 +101,35 @@ func (s *Server) httpMiddleware(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		route := routeLabel(mux, r)
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("embedd: panic in HTTP handler", "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
 				writeOpenAIError(sw, http.StatusInternalServerError, "server_error", "", "internal error (logged on the server)")
 			}
-			route := r.URL.Path
-			if sw.code == http.StatusNotFound {
-				route = "other" // bounded label values
-			}
 			s.metrics.requests.WithLabelValues("HTTP "+route, fmt.Sprint(sw.code)).Inc()
 			s.metrics.latency.WithLabelValues("HTTP " + route).Observe(time.Since(start).Seconds())
 			level := slog.LevelDebug
-			if sw.code >= 500 {
+			// A probe answered 503 while loading or draining is expected.
+			if sw.code >= 500 && !(probePath(r.URL.Path) && sw.code == http.StatusServiceUnavailable) {
 				level = slog.LevelError
 			}
 			s.log.Log(r.Context(), level, "embedd: http", "method", r.Method, "path", r.URL.Path, "code", sw.code,
 				"latency", time.Since(start), "request_id", id, "peer", r.RemoteAddr)
 		}()
-		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
-			if len(s.cfg.APIKeys) > 0 && !s.keyOK(bearer(r.Header.Get("Authorization"))) {
+		if !probePath(r.URL.Path) {
+			token := bearer(r.Header.Get("Authorization"))
+			if len(s.cfg.APIKeys) > 0 && !s.keyOK(token) {
 				writeOpenAIError(sw, http.StatusUnauthorized, "invalid_request_error", "", `missing or wrong API key: send "Authorization: Bearer <key>"`)
 				return
 			}
-			key := "peer:" + peerHost(r.RemoteAddr)
-			if t := bearer(r.Header.Get("Authorization")); t != "" {
-				key = "key:" + t
-			}
-			if err := s.rateLimited(key, r.URL.Path); err != nil {
+			if err := s.rateLimited(s.rateKey([]string{token}, r.RemoteAddr), r.URL.Path); err != nil {
 				writeError(sw, err)
 				return
 			}
 		}
 		r.Body = http.MaxBytesReader(sw, r.Body, s.bodyLimit(r))
-		next.ServeHTTP(sw, r)
+		mux.ServeHTTP(sw, r)
 	})
 }
 
@@ -140,14 +162,7 @@ type openAIResponse struct {
 // are, vectors are L2-normalised (after cutting to dimensions).
 func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
 	var req openAIRequest
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeOpenAIError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "", fmt.Sprintf("request body is over the limit of %d bytes", tooBig.Limit))
-			return
-		}
-		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "", "request body is not valid JSON: "+err.Error())
+	if !readJSON(w, r, &req) {
 		return
 	}
 	texts, err := parseInput(req.Input)
@@ -187,22 +202,75 @@ func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
 		resp.Data[i] = openAIEmbedding{Object: "embedding", Index: i, Embedding: e}
 	}
 	resp.Usage.PromptTokens, resp.Usage.TotalTokens = res.Tokens, res.Tokens
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(resp)
+	writeJSON(w, resp)
 }
 
-// parseInput accepts a string or an array of strings.
+// readJSON decodes r's body into v as gRPC's codec would take a message:
+// the body must be declared application/json, be valid UTF-8 (Go's decoder
+// would silently replace bad bytes) and hold one JSON value and nothing
+// after it. On failure it writes the error and returns false.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeOpenAIError(w, http.StatusUnsupportedMediaType, "invalid_request_error", "",
+			fmt.Sprintf("Content-Type %q is not application/json", r.Header.Get("Content-Type")))
+		return false
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		if tooBig, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeOpenAIError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "", fmt.Sprintf("request body is over the limit of %d bytes", tooBig.Limit))
+		} else {
+			writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "", "reading the request body: "+err.Error())
+		}
+		return false
+	}
+	if !utf8.Valid(body) {
+		bad := 0
+		for bad < len(body) {
+			r, size := utf8.DecodeRune(body[bad:])
+			if r == utf8.RuneError && size <= 1 {
+				break
+			}
+			bad += size
+		}
+		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "", fmt.Sprintf("request body is not valid UTF-8 (byte %d)", bad))
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "", "request body is not valid JSON: "+err.Error())
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "", fmt.Sprintf("request body has data after the JSON object (at byte %d)", dec.InputOffset()))
+		return false
+	}
+	return true
+}
+
+// parseInput accepts a string or an array of strings; null, in either
+// place, is not a text.
 func parseInput(raw json.RawMessage) ([]string, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("input is required: a string or an array of strings")
 	}
-	var one string
+	var one *string
 	if err := json.Unmarshal(raw, &one); err == nil {
-		return []string{one}, nil
+		if one == nil {
+			return nil, errors.New("input is null: give a string or an array of strings")
+		}
+		return []string{*one}, nil
 	}
-	var many []string
+	var many []*string
 	if err := json.Unmarshal(raw, &many); err == nil {
-		return many, nil
+		texts := make([]string, len(many))
+		for i, t := range many {
+			if t == nil {
+				return nil, fmt.Errorf("input[%d] is null: every element must be a string", i)
+			}
+			texts[i] = *t
+		}
+		return texts, nil
 	}
 	return nil, errors.New("input must be a string or an array of strings (token arrays are not supported)")
 }
@@ -215,6 +283,58 @@ func writeOpenAIError(w http.ResponseWriter, code int, typ, param, msg string) {
 		p = param
 	}
 	json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"message": msg, "type": typ, "param": p, "code": nil}})
+}
+
+// openAIModelObject is OpenAI's model object (GET /v1/models/{id}).
+type openAIModelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+// modelObjects lists every served model as OpenAI's model objects: each
+// id, then its aliases (which requests may name as well), created when
+// the models loaded.
+func (s *Server) modelObjects(c *core.Core) []openAIModelObject {
+	var out []openAIModelObject
+	for _, m := range c.Models() {
+		for _, id := range append([]string{m.ID}, m.Aliases...) {
+			out = append(out, openAIModelObject{ID: id, Object: "model", Created: s.loadedAt, OwnedBy: "embedd"})
+		}
+	}
+	return out
+}
+
+// openAIModels serves OpenAI's GET /v1/models: {"object": "list", "data":
+// [model objects]}.
+func (s *Server) openAIModels(w http.ResponseWriter, r *http.Request) {
+	c := s.core.Load()
+	if c == nil {
+		writeError(w, core.Unavailablef("models are still loading; retry shortly"))
+		return
+	}
+	writeJSON(w, struct {
+		Object string              `json:"object"`
+		Data   []openAIModelObject `json:"data"`
+	}{"list", s.modelObjects(c)})
+}
+
+// openAIModel serves OpenAI's GET /v1/models/{id}, an id or an alias.
+func (s *Server) openAIModel(w http.ResponseWriter, r *http.Request) {
+	c := s.core.Load()
+	if c == nil {
+		writeError(w, core.Unavailablef("models are still loading; retry shortly"))
+		return
+	}
+	id := r.PathValue("id")
+	for _, m := range s.modelObjects(c) {
+		if m.ID == id {
+			writeJSON(w, m)
+			return
+		}
+	}
+	writeError(w, core.Errorf(core.NotFound, "model", "%q is not a model this server serves (GET /v1/models lists them)", id))
 }
 
 // writeJSON writes v as a 200 JSON response.

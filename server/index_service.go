@@ -43,9 +43,12 @@ func describe(c core.CollectionInfo) *embeddv1.Collection {
 }
 
 // embedSpec reads the wire embed options of a collection call.
-func embedSpec(o *embeddv1.EmbedOptions) core.EmbedSpec {
-	model, mo := options(o)
-	return core.EmbedSpec{Model: model, Options: mo}
+func embedSpec(o *embeddv1.EmbedOptions) (core.EmbedSpec, error) {
+	model, mo, err := options(o)
+	if err != nil {
+		return core.EmbedSpec{}, grpcError(err)
+	}
+	return core.EmbedSpec{Model: model, Options: mo}, nil
 }
 
 // CreateCollection implements embeddv1.IndexServiceServer. With a model and
@@ -102,11 +105,15 @@ func (x *indexService) Upsert(ctx context.Context, req *embeddv1.UpsertRequest) 
 	if err != nil {
 		return nil, err
 	}
+	es, err := embedSpec(req.Embed)
+	if err != nil {
+		return nil, err
+	}
 	recs := make([]core.Record, len(req.Records))
 	for i, r := range req.Records {
 		recs[i] = core.Record{ID: r.Id, Vector: r.Vector, Text: r.Text, Metadata: r.Metadata}
 	}
-	n, err := c.Upsert(ctx, req.Collection, recs, embedSpec(req.Embed))
+	n, err := c.Upsert(ctx, req.Collection, recs, es)
 	if err != nil {
 		return nil, grpcError(err)
 	}
@@ -151,8 +158,12 @@ func (x *indexService) Search(ctx context.Context, req *embeddv1.SearchRequest) 
 	if err != nil {
 		return nil, err
 	}
+	es, err := embedSpec(req.Embed)
+	if err != nil {
+		return nil, err
+	}
 	sr := core.SearchRequest{Collection: req.Collection, K: int(req.K), Filter: req.Filter, Vectors: req.IncludeVectors,
-		Embed: embedSpec(req.Embed), Queries: make([]core.Query, len(req.Queries))}
+		Embed: es, Queries: make([]core.Query, len(req.Queries)), MaxResponseBytes: x.s.cfg.MaxMessageBytes}
 	for i, q := range req.Queries {
 		switch v := q.Query.(type) {
 		case *embeddv1.Query_Vector:
@@ -178,4 +189,18 @@ func (x *indexService) Search(ctx context.Context, req *embeddv1.SearchRequest) 
 		resp.Results[i] = out
 	}
 	return resp, nil
+}
+
+// Compact implements embeddv1.IndexServiceServer: the collection's live
+// records are rewritten into new files while searches and writes go on.
+func (x *indexService) Compact(ctx context.Context, req *embeddv1.CompactRequest) (*embeddv1.CompactResponse, error) {
+	c, err := x.s.ready()
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Compact(ctx, req.Name)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &embeddv1.CompactResponse{Collection: describe(res.Collection), RowsBefore: uint64(res.RowsBefore), RowsAfter: uint64(res.RowsAfter)}, nil
 }

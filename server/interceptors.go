@@ -159,17 +159,27 @@ func (s *Server) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	return h(srv, ss)
 }
 
-// clientKey is who a rate limit applies to: the API key, else the peer's
-// host.
-func clientKey(ctx context.Context) string {
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for _, v := range md.Get("authorization") {
-			if t := bearer(v); t != "" {
-				return "key:" + t
-			}
+// rateKey is who a rate limit applies to: a configured API key among
+// tokens (the bearer tokens a call sent), else the peer's host. A token that
+// is not a configured key identifies nobody: were it the identity, a fresh
+// token per call would escape the limit.
+func (s *Server) rateKey(tokens []string, peer string) string {
+	for _, t := range tokens {
+		if t != "" && s.keyOK(t) {
+			return "key:" + t
 		}
 	}
-	return "peer:" + peerHost(peerAddr(ctx))
+	return "peer:" + peerHost(peer)
+}
+
+// grpcRateKey is rateKey for a gRPC call.
+func (s *Server) grpcRateKey(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var tokens []string
+	for _, v := range md.Get("authorization") {
+		tokens = append(tokens, bearer(v))
+	}
+	return s.rateKey(tokens, peerAddr(ctx))
 }
 
 func peerAddr(ctx context.Context) string {
@@ -202,14 +212,14 @@ func (s *Server) rateLimited(key, method string) error {
 }
 
 func (s *Server) rateUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if err := s.rateLimited(clientKey(ctx), info.FullMethod); err != nil {
+	if err := s.rateLimited(s.grpcRateKey(ctx), info.FullMethod); err != nil {
 		return nil, grpcError(err)
 	}
 	return h(ctx, req)
 }
 
 func (s *Server) rateStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	if err := s.rateLimited(clientKey(ss.Context()), info.FullMethod); err != nil {
+	if err := s.rateLimited(s.grpcRateKey(ss.Context()), info.FullMethod); err != nil {
 		return grpcError(err)
 	}
 	return h(srv, ss)

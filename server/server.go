@@ -51,6 +51,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	limiter *ratelimit.Limiter // nil when rate limiting is off
+	calls   chan struct{}      // a slot per gRPC call running (MaxGRPCCalls)
 	health  *health.Server
 	grpc    *grpc.Server
 	http    *http.Server
@@ -66,6 +67,7 @@ type Server struct {
 
 	beforeLoad func() // test hook, run just before the models load
 
+	loadedAt int64                     // Unix time the models loaded: set before core is stored
 	core     atomic.Pointer[core.Core] // nil until the models are loaded
 	draining atomic.Bool               // set when shutdown begins
 	serveMu  sync.Mutex                // guards served
@@ -99,7 +101,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("embedd/server: config: %w", err)
 	}
-	s := &Server{cfg: cfg, log: slog.Default(), metrics: newMetrics()}
+	s := &Server{cfg: cfg, log: slog.Default(), metrics: newMetrics(), calls: make(chan struct{}, cfg.MaxGRPCCalls)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -114,8 +116,10 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second,
 			MaxConnectionAge: time.Duration(cfg.MaxConnectionAge), MaxConnectionAgeGrace: time.Duration(cfg.MaxConnectionAgeGrace)}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(s.observeUnary, recoverUnary(s.log), s.authUnary, s.rateUnary),
-		grpc.ChainStreamInterceptor(s.observeStream, recoverStream(s.log), s.authStream, s.rateStream),
+		grpc.MaxConcurrentStreams(uint32(cfg.MaxConcurrentStreams)),
+		grpc.ConnectionTimeout(time.Duration(cfg.HandshakeTimeout)),
+		grpc.ChainUnaryInterceptor(s.observeUnary, recoverUnary(s.log), s.admitUnary, s.authUnary, s.rateUnary),
+		grpc.ChainStreamInterceptor(s.observeStream, recoverStream(s.log), s.admitStream, s.authStream, s.rateStream),
 	}
 	if cfg.TLSCert != "" {
 		creds, err := credentials.NewServerTLSFromFile(cfg.TLSCert, cfg.TLSKey)
@@ -136,6 +140,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           s.traceHTTP(s.httpHandler()),
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Duration(cfg.HTTPReadTimeout),
+		IdleTimeout:       time.Duration(cfg.HTTPIdleTimeout),
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
@@ -173,6 +179,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		}
 	})
 	if httpLis != nil {
+		httpLis = newLimitListener(httpLis, s.cfg.MaxHTTPConnections)
 		wg.Go(func() {
 			var err error
 			if s.cfg.TLSCert != "" {
@@ -195,6 +202,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	if err != nil {
 		serveErr = err
 	} else {
+		s.loadedAt = time.Now().Unix()
 		s.core.Store(c)
 		s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 		s.health.SetServingStatus(embeddv1.EmbeddingService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

@@ -21,11 +21,12 @@ type embeddingService struct {
 	s *Server
 }
 
-// options converts the wire options.
-func options(o *embeddv1.EmbedOptions) (string, models.Options) {
+// options converts the wire options; an enum value this server does not
+// know is INVALID_ARGUMENT (proto3 would pass it on as a number).
+func options(o *embeddv1.EmbedOptions) (string, models.Options, error) {
 	var mo models.Options
 	if o == nil {
-		return "", mo
+		return "", mo, nil
 	}
 	if o.Normalize != nil {
 		mo.Normalize = models.NormalizeOff
@@ -33,11 +34,15 @@ func options(o *embeddv1.EmbedOptions) (string, models.Options) {
 			mo.Normalize = models.NormalizeOn
 		}
 	}
-	if o.Truncation == embeddv1.Truncation_TRUNCATION_REJECT {
+	switch o.Truncation {
+	case embeddv1.Truncation_TRUNCATION_UNSPECIFIED, embeddv1.Truncation_TRUNCATION_END:
+	case embeddv1.Truncation_TRUNCATION_REJECT:
 		mo.Truncate = models.Reject
+	default:
+		return "", mo, core.Errorf(core.InvalidArgument, "options.truncation", "%d is not a known truncation (TRUNCATION_END or TRUNCATION_REJECT)", o.Truncation)
 	}
 	mo.Dimensions = int(o.Dimensions)
-	return o.Model, mo
+	return o.Model, mo, nil
 }
 
 func toEmbeddings(vecs [][]float32) []*embeddv1.Embedding {
@@ -50,7 +55,10 @@ func toEmbeddings(vecs [][]float32) []*embeddv1.Embedding {
 
 // Embed implements embeddv1.EmbeddingServiceServer.
 func (e *embeddingService) Embed(ctx context.Context, req *embeddv1.EmbedRequest) (*embeddv1.EmbedResponse, error) {
-	model, o := options(req.Options)
+	model, o, err := options(req.Options)
+	if err != nil {
+		return nil, grpcError(err)
+	}
 	c, err := e.s.ready()
 	if err != nil {
 		return nil, err
@@ -90,9 +98,12 @@ func (e *embeddingService) EmbedStream(stream embeddv1.EmbeddingService_EmbedStr
 				return ctx.Err()
 			}
 			g.Go(func() error {
-				model, o := options(req.Options)
 				resp := &embeddv1.EmbedStreamResponse{Id: req.Id}
-				res, err := c.Embed(ctx, model, req.Texts, o)
+				model, o, err := options(req.Options)
+				var res core.Embeddings
+				if err == nil {
+					res, err = c.Embed(ctx, model, req.Texts, o)
+				}
 				if err != nil {
 					st := status.Convert(grpcError(err))
 					resp.Error = &embeddv1.Error{Code: int32(st.Code()), Message: st.Message()}

@@ -244,6 +244,7 @@ func TestTracingHTTPAndStream(t *testing.T) {
 
 	req, _ := http.NewRequest(http.MethodPost, ts.httpBase+"/v1/embeddings", strings.NewReader(`{"input": ["over http"]}`))
 	req.Header.Set("Traceparent", traceparent)
+	req.Header.Set("Content-Type", "application/json")
 	hc := &http.Client{Transport: &http.Transport{}}
 	defer hc.CloseIdleConnections()
 	resp, err := hc.Do(req)

@@ -44,9 +44,9 @@ func metricName(m embeddv1.Metric) string {
 }
 
 func collectionsCmd(e *env, args []string) int {
-	const synopsis = "collections create NAME (--dim N | --model ID) [--metric cosine|dot|l2]\n       embedctl collections drop NAME...\n       embedctl collections list [--json]"
+	const synopsis = "collections create NAME (--dim N | --model ID) [--metric cosine|dot|l2]\n       embedctl collections drop NAME...\n       embedctl collections list [--json]\n       embedctl collections compact NAME..."
 	if len(args) == 0 {
-		return e.usageErr("collections", "missing subcommand: create, drop or list\nusage: embedctl %s", synopsis)
+		return e.usageErr("collections", "missing subcommand: create, drop, list or compact\nusage: embedctl %s", synopsis)
 	}
 	switch args[0] {
 	case "create":
@@ -55,16 +55,18 @@ func collectionsCmd(e *env, args []string) int {
 		return dropCmd(e, args[1:])
 	case "list":
 		return listCmd(e, args[1:])
+	case "compact":
+		return compactCmd(e, args[1:])
 	case "-h", "-help", "--help":
 		fmt.Fprintf(e.stderr, "usage: embedctl %s\n", synopsis)
 		return 0
 	}
-	return e.usageErr("collections", "unknown subcommand %q: want create, drop or list", args[0])
+	return e.usageErr("collections", "unknown subcommand %q: want create, drop, list or compact", args[0])
 }
 
 func createCmd(e *env, args []string) int {
 	const cmd = "collections create"
-	fs := e.newFlagSet(cmd, "collections create NAME (--dim N | --model ID) [--metric cosine|dot|l2]\n\nMakes an empty collection and prints it as JSON.")
+	fs := e.newFlagSet(cmd, "collections create NAME (--dim N | --model ID) [--metric cosine|dot|l2]\n\nMakes an empty collection and prints it as JSON. With --model alone the dimension is\nthe model's; --dim N with --model keeps the first N components of the model's vectors\n(Matryoshka-style; N over the model's dimension is refused).")
 	dim := fs.Uint("dim", 0, "vector `dimension` (default: the model's, with --model)")
 	metric := fs.String("metric", "cosine", "similarity: cosine, dot or l2 (squared Euclidean distance)")
 	model := fs.String("model", "", "embedding model `id` for text records and text queries")
@@ -154,6 +156,39 @@ func listCmd(e *env, args []string) int {
 	}
 	if err := tw.Flush(); err != nil {
 		return e.fail(cmd, fmt.Errorf("writing output: %w", err))
+	}
+	return 0
+}
+
+func compactCmd(e *env, args []string) int {
+	const cmd = "collections compact"
+	fs := e.newFlagSet(cmd, "collections compact NAME...\n\nRewrites each collection's live records into new files, reclaiming the space of deleted\nand replaced ones (searches and writes go on meanwhile), and prints\n{\"collection\": {...}, \"rows_before\": n, \"rows_after\": n} per collection. A big\ncollection may take longer than --timeout: give --timeout 0 for no bound.")
+	names, err := parseInterspersed(fs, args)
+	if err != nil {
+		return parseExit(err)
+	}
+	if len(names) == 0 {
+		return e.usageErr(cmd, "name at least one collection")
+	}
+	c, code := e.connect(cmd)
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	ix := embeddv1.NewIndexServiceClient(c.Conn())
+	for _, name := range names {
+		resp, err := ix.Compact(e.ctx, &embeddv1.CompactRequest{Name: name})
+		if err != nil {
+			return e.fail(cmd, &placedError{where: name, err: err})
+		}
+		out := struct {
+			Collection collectionJSON `json:"collection"`
+			RowsBefore uint64         `json:"rows_before"`
+			RowsAfter  uint64         `json:"rows_after"`
+		}{toCollectionJSON(resp.GetCollection()), resp.GetRowsBefore(), resp.GetRowsAfter()}
+		if code := e.printJSON(cmd, out); code != 0 {
+			return code
+		}
 	}
 	return 0
 }

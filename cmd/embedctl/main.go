@@ -44,9 +44,10 @@ commands:
   tokenize [TEXT...]              token ids of texts (arguments, or lines of stdin) → {"ids"} lines
   models                          the server's models (a table; --json for JSON lines)
   health                          the server's health; exit status 0 only when SERVING
-  collections create NAME --dim N [--metric cosine|dot|l2] [--model ID]
+  collections create NAME (--dim N | --model ID) [--metric cosine|dot|l2]
   collections drop NAME...
   collections list
+  collections compact NAME...     reclaim the space of deleted and replaced records
   upsert COLLECTION < records     {"id","vector"|"text","metadata"} lines, sent in batches
   delete COLLECTION ID...
   get COLLECTION ID...

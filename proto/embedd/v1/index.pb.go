@@ -1163,6 +1163,114 @@ func (x *SearchResponse) GetResults() []*SearchResult {
 	return nil
 }
 
+// CompactRequest names the collection to compact.
+type CompactRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactRequest) Reset() {
+	*x = CompactRequest{}
+	mi := &file_embedd_v1_index_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactRequest) ProtoMessage() {}
+
+func (x *CompactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_embedd_v1_index_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
+func (*CompactRequest) Descriptor() ([]byte, []int) {
+	return file_embedd_v1_index_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CompactRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// CompactResponse describes the collection after compaction.
+type CompactResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Collection *Collection            `protobuf:"bytes,1,opt,name=collection" json:"collection,omitempty"`
+	// rows_before and rows_after count the stored rows, deleted and replaced
+	// ones included, before and after: their difference was reclaimed.
+	RowsBefore    uint64 `protobuf:"varint,2,opt,name=rows_before,json=rowsBefore" json:"rows_before,omitempty"`
+	RowsAfter     uint64 `protobuf:"varint,3,opt,name=rows_after,json=rowsAfter" json:"rows_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactResponse) Reset() {
+	*x = CompactResponse{}
+	mi := &file_embedd_v1_index_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactResponse) ProtoMessage() {}
+
+func (x *CompactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_embedd_v1_index_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
+func (*CompactResponse) Descriptor() ([]byte, []int) {
+	return file_embedd_v1_index_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CompactResponse) GetCollection() *Collection {
+	if x != nil {
+		return x.Collection
+	}
+	return nil
+}
+
+func (x *CompactResponse) GetRowsBefore() uint64 {
+	if x != nil {
+		return x.RowsBefore
+	}
+	return 0
+}
+
+func (x *CompactResponse) GetRowsAfter() uint64 {
+	if x != nil {
+		return x.RowsAfter
+	}
+	return 0
+}
+
 var File_embedd_v1_index_proto protoreflect.FileDescriptor
 
 const file_embedd_v1_index_proto_rawDesc = "" +
@@ -1244,13 +1352,23 @@ const file_embedd_v1_index_proto_rawDesc = "" +
 	"\fSearchResult\x12\"\n" +
 	"\x04hits\x18\x01 \x03(\v2\x0e.embedd.v1.HitR\x04hits\"C\n" +
 	"\x0eSearchResponse\x121\n" +
-	"\aresults\x18\x01 \x03(\v2\x17.embedd.v1.SearchResultR\aresults*R\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.embedd.v1.SearchResultR\aresults\"$\n" +
+	"\x0eCompactRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x88\x01\n" +
+	"\x0fCompactResponse\x125\n" +
+	"\n" +
+	"collection\x18\x01 \x01(\v2\x15.embedd.v1.CollectionR\n" +
+	"collection\x12\x1f\n" +
+	"\vrows_before\x18\x02 \x01(\x04R\n" +
+	"rowsBefore\x12\x1d\n" +
+	"\n" +
+	"rows_after\x18\x03 \x01(\x04R\trowsAfter*R\n" +
 	"\x06Metric\x12\x16\n" +
 	"\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rMETRIC_COSINE\x10\x01\x12\x0e\n" +
 	"\n" +
 	"METRIC_DOT\x10\x02\x12\r\n" +
-	"\tMETRIC_L2\x10\x032\x8f\x04\n" +
+	"\tMETRIC_L2\x10\x032\xd1\x04\n" +
 	"\fIndexService\x12[\n" +
 	"\x10CreateCollection\x12\".embedd.v1.CreateCollectionRequest\x1a#.embedd.v1.CreateCollectionResponse\x12U\n" +
 	"\x0eDropCollection\x12 .embedd.v1.DropCollectionRequest\x1a!.embedd.v1.DropCollectionResponse\x12X\n" +
@@ -1258,7 +1376,8 @@ const file_embedd_v1_index_proto_rawDesc = "" +
 	"\x06Upsert\x12\x18.embedd.v1.UpsertRequest\x1a\x19.embedd.v1.UpsertResponse\x12=\n" +
 	"\x06Delete\x12\x18.embedd.v1.DeleteRequest\x1a\x19.embedd.v1.DeleteResponse\x124\n" +
 	"\x03Get\x12\x15.embedd.v1.GetRequest\x1a\x16.embedd.v1.GetResponse\x12=\n" +
-	"\x06Search\x12\x18.embedd.v1.SearchRequest\x1a\x19.embedd.v1.SearchResponseB:Z1github.com/embedd/embedd/proto/embedd/v1;embeddv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x06Search\x12\x18.embedd.v1.SearchRequest\x1a\x19.embedd.v1.SearchResponse\x12@\n" +
+	"\aCompact\x12\x19.embedd.v1.CompactRequest\x1a\x1a.embedd.v1.CompactResponseB:Z1github.com/embedd/embedd/proto/embedd/v1;embeddv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_embedd_v1_index_proto_rawDescOnce sync.Once
@@ -1273,7 +1392,7 @@ func file_embedd_v1_index_proto_rawDescGZIP() []byte {
 }
 
 var file_embedd_v1_index_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_embedd_v1_index_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_embedd_v1_index_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_embedd_v1_index_proto_goTypes = []any{
 	(Metric)(0),                      // 0: embedd.v1.Metric
 	(*Collection)(nil),               // 1: embedd.v1.Collection
@@ -1295,9 +1414,11 @@ var file_embedd_v1_index_proto_goTypes = []any{
 	(*Hit)(nil),                      // 17: embedd.v1.Hit
 	(*SearchResult)(nil),             // 18: embedd.v1.SearchResult
 	(*SearchResponse)(nil),           // 19: embedd.v1.SearchResponse
-	nil,                              // 20: embedd.v1.SearchRequest.FilterEntry
-	(*EmbedOptions)(nil),             // 21: embedd.v1.EmbedOptions
-	(*Embedding)(nil),                // 22: embedd.v1.Embedding
+	(*CompactRequest)(nil),           // 20: embedd.v1.CompactRequest
+	(*CompactResponse)(nil),          // 21: embedd.v1.CompactResponse
+	nil,                              // 22: embedd.v1.SearchRequest.FilterEntry
+	(*EmbedOptions)(nil),             // 23: embedd.v1.EmbedOptions
+	(*Embedding)(nil),                // 24: embedd.v1.Embedding
 }
 var file_embedd_v1_index_proto_depIdxs = []int32{
 	0,  // 0: embedd.v1.Collection.metric:type_name -> embedd.v1.Metric
@@ -1305,33 +1426,36 @@ var file_embedd_v1_index_proto_depIdxs = []int32{
 	1,  // 2: embedd.v1.CreateCollectionResponse.collection:type_name -> embedd.v1.Collection
 	1,  // 3: embedd.v1.ListCollectionsResponse.collections:type_name -> embedd.v1.Collection
 	8,  // 4: embedd.v1.UpsertRequest.records:type_name -> embedd.v1.Record
-	21, // 5: embedd.v1.UpsertRequest.embed:type_name -> embedd.v1.EmbedOptions
+	23, // 5: embedd.v1.UpsertRequest.embed:type_name -> embedd.v1.EmbedOptions
 	8,  // 6: embedd.v1.GetResponse.records:type_name -> embedd.v1.Record
-	22, // 7: embedd.v1.Query.vector:type_name -> embedd.v1.Embedding
+	24, // 7: embedd.v1.Query.vector:type_name -> embedd.v1.Embedding
 	15, // 8: embedd.v1.SearchRequest.queries:type_name -> embedd.v1.Query
-	20, // 9: embedd.v1.SearchRequest.filter:type_name -> embedd.v1.SearchRequest.FilterEntry
-	21, // 10: embedd.v1.SearchRequest.embed:type_name -> embedd.v1.EmbedOptions
+	22, // 9: embedd.v1.SearchRequest.filter:type_name -> embedd.v1.SearchRequest.FilterEntry
+	23, // 10: embedd.v1.SearchRequest.embed:type_name -> embedd.v1.EmbedOptions
 	17, // 11: embedd.v1.SearchResult.hits:type_name -> embedd.v1.Hit
 	18, // 12: embedd.v1.SearchResponse.results:type_name -> embedd.v1.SearchResult
-	2,  // 13: embedd.v1.IndexService.CreateCollection:input_type -> embedd.v1.CreateCollectionRequest
-	4,  // 14: embedd.v1.IndexService.DropCollection:input_type -> embedd.v1.DropCollectionRequest
-	6,  // 15: embedd.v1.IndexService.ListCollections:input_type -> embedd.v1.ListCollectionsRequest
-	9,  // 16: embedd.v1.IndexService.Upsert:input_type -> embedd.v1.UpsertRequest
-	11, // 17: embedd.v1.IndexService.Delete:input_type -> embedd.v1.DeleteRequest
-	13, // 18: embedd.v1.IndexService.Get:input_type -> embedd.v1.GetRequest
-	16, // 19: embedd.v1.IndexService.Search:input_type -> embedd.v1.SearchRequest
-	3,  // 20: embedd.v1.IndexService.CreateCollection:output_type -> embedd.v1.CreateCollectionResponse
-	5,  // 21: embedd.v1.IndexService.DropCollection:output_type -> embedd.v1.DropCollectionResponse
-	7,  // 22: embedd.v1.IndexService.ListCollections:output_type -> embedd.v1.ListCollectionsResponse
-	10, // 23: embedd.v1.IndexService.Upsert:output_type -> embedd.v1.UpsertResponse
-	12, // 24: embedd.v1.IndexService.Delete:output_type -> embedd.v1.DeleteResponse
-	14, // 25: embedd.v1.IndexService.Get:output_type -> embedd.v1.GetResponse
-	19, // 26: embedd.v1.IndexService.Search:output_type -> embedd.v1.SearchResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	1,  // 13: embedd.v1.CompactResponse.collection:type_name -> embedd.v1.Collection
+	2,  // 14: embedd.v1.IndexService.CreateCollection:input_type -> embedd.v1.CreateCollectionRequest
+	4,  // 15: embedd.v1.IndexService.DropCollection:input_type -> embedd.v1.DropCollectionRequest
+	6,  // 16: embedd.v1.IndexService.ListCollections:input_type -> embedd.v1.ListCollectionsRequest
+	9,  // 17: embedd.v1.IndexService.Upsert:input_type -> embedd.v1.UpsertRequest
+	11, // 18: embedd.v1.IndexService.Delete:input_type -> embedd.v1.DeleteRequest
+	13, // 19: embedd.v1.IndexService.Get:input_type -> embedd.v1.GetRequest
+	16, // 20: embedd.v1.IndexService.Search:input_type -> embedd.v1.SearchRequest
+	20, // 21: embedd.v1.IndexService.Compact:input_type -> embedd.v1.CompactRequest
+	3,  // 22: embedd.v1.IndexService.CreateCollection:output_type -> embedd.v1.CreateCollectionResponse
+	5,  // 23: embedd.v1.IndexService.DropCollection:output_type -> embedd.v1.DropCollectionResponse
+	7,  // 24: embedd.v1.IndexService.ListCollections:output_type -> embedd.v1.ListCollectionsResponse
+	10, // 25: embedd.v1.IndexService.Upsert:output_type -> embedd.v1.UpsertResponse
+	12, // 26: embedd.v1.IndexService.Delete:output_type -> embedd.v1.DeleteResponse
+	14, // 27: embedd.v1.IndexService.Get:output_type -> embedd.v1.GetResponse
+	19, // 28: embedd.v1.IndexService.Search:output_type -> embedd.v1.SearchResponse
+	21, // 29: embedd.v1.IndexService.Compact:output_type -> embedd.v1.CompactResponse
+	22, // [22:30] is the sub-list for method output_type
+	14, // [14:22] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_embedd_v1_index_proto_init() }
@@ -1350,7 +1474,7 @@ func file_embedd_v1_index_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_embedd_v1_index_proto_rawDesc), len(file_embedd_v1_index_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

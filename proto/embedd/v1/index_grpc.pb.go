@@ -32,6 +32,7 @@ const (
 	IndexService_Delete_FullMethodName           = "/embedd.v1.IndexService/Delete"
 	IndexService_Get_FullMethodName              = "/embedd.v1.IndexService/Get"
 	IndexService_Search_FullMethodName           = "/embedd.v1.IndexService/Search"
+	IndexService_Compact_FullMethodName          = "/embedd.v1.IndexService/Compact"
 )
 
 // IndexServiceClient is the client API for IndexService service.
@@ -54,7 +55,15 @@ type IndexServiceClient interface {
 	// Get returns records by id.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// Search returns the k nearest records of each query, best first.
+	// INVALID_ARGUMENT, before any work, when queries × k is over the
+	// server's max_search_hits or the answer could not fit in
+	// max_message_bytes.
 	Search(ctx context.Context, in *SearchRequest, opts ...grpc.CallOption) (*SearchResponse, error)
+	// Compact rewrites a collection's live records into new files,
+	// reclaiming the space of deleted and replaced ones; searches and writes
+	// go on meanwhile. It returns once the new files are in place (at once
+	// when there is nothing to reclaim).
+	Compact(ctx context.Context, in *CompactRequest, opts ...grpc.CallOption) (*CompactResponse, error)
 }
 
 type indexServiceClient struct {
@@ -135,6 +144,16 @@ func (c *indexServiceClient) Search(ctx context.Context, in *SearchRequest, opts
 	return out, nil
 }
 
+func (c *indexServiceClient) Compact(ctx context.Context, in *CompactRequest, opts ...grpc.CallOption) (*CompactResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompactResponse)
+	err := c.cc.Invoke(ctx, IndexService_Compact_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IndexServiceServer is the server API for IndexService service.
 // All implementations must embed UnimplementedIndexServiceServer
 // for forward compatibility.
@@ -155,7 +174,15 @@ type IndexServiceServer interface {
 	// Get returns records by id.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// Search returns the k nearest records of each query, best first.
+	// INVALID_ARGUMENT, before any work, when queries × k is over the
+	// server's max_search_hits or the answer could not fit in
+	// max_message_bytes.
 	Search(context.Context, *SearchRequest) (*SearchResponse, error)
+	// Compact rewrites a collection's live records into new files,
+	// reclaiming the space of deleted and replaced ones; searches and writes
+	// go on meanwhile. It returns once the new files are in place (at once
+	// when there is nothing to reclaim).
+	Compact(context.Context, *CompactRequest) (*CompactResponse, error)
 	mustEmbedUnimplementedIndexServiceServer()
 }
 
@@ -186,6 +213,9 @@ func (UnimplementedIndexServiceServer) Get(context.Context, *GetRequest) (*GetRe
 }
 func (UnimplementedIndexServiceServer) Search(context.Context, *SearchRequest) (*SearchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Search not implemented")
+}
+func (UnimplementedIndexServiceServer) Compact(context.Context, *CompactRequest) (*CompactResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Compact not implemented")
 }
 func (UnimplementedIndexServiceServer) mustEmbedUnimplementedIndexServiceServer() {}
 func (UnimplementedIndexServiceServer) testEmbeddedByValue()                      {}
@@ -334,6 +364,24 @@ func _IndexService_Search_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IndexService_Compact_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompactRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IndexServiceServer).Compact(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IndexService_Compact_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IndexServiceServer).Compact(ctx, req.(*CompactRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IndexService_ServiceDesc is the grpc.ServiceDesc for IndexService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -368,6 +416,10 @@ var IndexService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Search",
 			Handler:    _IndexService_Search_Handler,
+		},
+		{
+			MethodName: "Compact",
+			Handler:    _IndexService_Compact_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
