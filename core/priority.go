@@ -16,3 +16,14 @@ import (
 func (c *Core) EmbedBulk(ctx context.Context, model string, texts []string, o models.Options) (Embeddings, error) {
 	return c.Embed(batch.WithBulk(ctx), model, texts, o)
 }
+
+// ModelID resolves a model name as Embed does (an id, an alias, or "" for
+// the default model), for checking a batch's requests before running them;
+// an unknown name is NotFound.
+func (c *Core) ModelID(name string) (string, error) {
+	p, err := c.pipeline(name)
+	if err != nil {
+		return "", err
+	}
+	return p.model.Info().ID, nil
+}
