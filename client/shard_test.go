@@ -242,3 +242,36 @@ func TestShardsMetricMismatch(t *testing.T) {
 		t.Errorf("error %v, want one naming shard 1 and its metric", err)
 	}
 }
+
+// TestDialDNSRoundRobin: a dns: target balances calls over every address
+// the name resolves to (gRPC's default, pick_first, would use one).
+func TestDialDNSRoundRobin(t *testing.T) {
+	var servers []*clienttest.Server
+	var addrs []string
+	for range 3 {
+		s := clienttest.Start(t, clienttest.Config{})
+		servers = append(servers, s)
+		addrs = append(addrs, s.Addr())
+	}
+	dns := clienttest.NewDNS(addrs...)
+	defer dns.Close()
+	c := dial(t, "dns:///embedd-grpc.test:50051", client.WithDialOptions(dns.DialOption()), client.WithBlock())
+	all := func() bool {
+		for _, s := range servers {
+			if s.Calls("ListModels") == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	// Connections come up one by one; until they all have, calls go to
+	// those that are up.
+	for calls := 0; !all(); calls++ {
+		if calls == 3000 {
+			t.Fatalf("after 3000 calls, a server has got none: %d, %d, %d", servers[0].Calls("ListModels"), servers[1].Calls("ListModels"), servers[2].Calls("ListModels"))
+		}
+		if _, err := c.ListModels(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

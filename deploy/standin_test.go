@@ -6,71 +6,15 @@ import (
 	"os"
 	"regexp"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/resolver"
-	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/embedd/embedd/client"
+	"github.com/embedd/embedd/client/clienttest"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
-
-// fakeDNS stands in for the cluster DNS of a headless Service: a
-// resolver for the "dns" scheme whose records the test changes, and which,
-// like DNS, the client only reads again when it asks to (ResolveNow: after
-// a connection ends).
-type fakeDNS struct {
-	r *manual.Resolver
-
-	mu       sync.Mutex
-	records  []string
-	closed   bool
-	resolves int // ResolveNow calls answered
-}
-
-func newFakeDNS(records ...string) *fakeDNS {
-	d := &fakeDNS{r: manual.NewBuilderWithScheme("dns"), records: records}
-	d.r.InitialState(d.state())
-	d.r.ResolveNowCallback = func(resolver.ResolveNowOptions) {
-		go d.answer() // not on the caller's goroutine: it holds the channel's locks
-	}
-	return d
-}
-
-func (d *fakeDNS) state() resolver.State {
-	var s resolver.State
-	for _, a := range d.records {
-		s.Addresses = append(s.Addresses, resolver.Address{Addr: a})
-	}
-	return s
-}
-
-func (d *fakeDNS) answer() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.closed {
-		d.resolves++
-		d.r.UpdateState(d.state())
-	}
-}
-
-// set replaces the records without telling the client.
-func (d *fakeDNS) set(records ...string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.records = records
-}
-
-// close stops answering; call it before the client closes.
-func (d *fakeDNS) close() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.closed = true
-}
 
 // listModelsOK is the metrics line that counts the ListModels calls
 // answered.
@@ -116,14 +60,13 @@ func callUntil(t *testing.T, c *client.Client, what string, done func() bool) {
 func TestDNSRoundRobin(t *testing.T) {
 	age := map[string]any{"max_connection_age": "1s", "max_connection_age_grace": "1s"}
 	pods := startServes(t, age, "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
-	dns := newFakeDNS(pods[0].grpc, pods[1].grpc, pods[2].grpc)
-	c, err := client.Dial(background, "dns:///embedd-grpc.default.svc:50051",
-		client.WithDialOptions(grpc.WithResolvers(dns.r)))
+	dns := clienttest.NewDNS(pods[0].grpc, pods[1].grpc, pods[2].grpc)
+	c, err := client.Dial(background, "dns:///embedd-grpc.default.svc:50051", client.WithDialOptions(dns.DialOption()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		dns.close()
+		dns.Close()
 		c.Close()
 	}()
 
@@ -139,12 +82,9 @@ func TestDNSRoundRobin(t *testing.T) {
 		t.Fatalf("the fourth pod, not in the records yet, answered %d calls", n)
 	}
 
-	dns.set(pods[0].grpc, pods[1].grpc, pods[2].grpc, pods[3].grpc)
+	dns.Set(pods[0].grpc, pods[1].grpc, pods[2].grpc, pods[3].grpc)
 	callUntil(t, c, "the fourth pod answers", func() bool { return listModelsCalls(t, pods[3]) > 0 })
-	dns.mu.Lock()
-	resolves := dns.resolves
-	dns.mu.Unlock()
-	if resolves == 0 {
+	if dns.Resolves() == 0 {
 		t.Errorf("the fourth pod was found without the client reading the records again")
 	}
 

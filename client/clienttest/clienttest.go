@@ -7,6 +7,7 @@
 // server refuses bad texts. Tests can make the next calls fail with a given
 // code and retry hint (FailNext), slow calls down (SetDelay), require an
 // API key (Config.APIKey), and read what the server saw (Calls, LastAuth).
+// DNS stands in for the DNS of a headless Service in front of several.
 package clienttest
 
 import (
