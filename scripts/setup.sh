@@ -23,6 +23,8 @@ Prepares this checkout for embedd (idempotent; uses only apt, npm and the Go mod
     from the npm package onnxruntime-node@1.29.0, sha256-checked
   - the test model into .cache/models/minilm-l6-random/
   - the Go modules
+  - bin/embedd and bin/embedctl, built from this checkout (put bin/ on PATH:
+    export PATH="$PWD/bin:$PATH")
 
 options:
   --gpu    also fetch ONNX Runtime's CUDA 13 execution provider
@@ -154,4 +156,9 @@ fi
 
 # 4. Go modules.
 (cd "$root" && go mod download)
+
+# 5. The binaries the README runs: a process of its own for SIGTERM to reach
+# (go run would leave its child running).
+(cd "$root" && go build -o bin/ ./cmd/embedd ./cmd/embedctl)
+log "built bin/embedd and bin/embedctl (export PATH=\"$root/bin:\$PATH\" to call them by name)"
 log "done"

@@ -23,6 +23,10 @@ echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test"
 go test -count=1 ./...
+echo "== the README on a fresh clone (scripts/walkthrough.sh)"
+scripts/walkthrough.sh
+echo "== the official OpenAI Node SDK against the server (scripts/openai_sdk_test.sh)"
+scripts/openai_sdk_test.sh
 echo "== go test -race (the packages whose own goroutines and locks matter most)"
 go test -count=1 -race ./models/tokenizer/ ./core/... ./server/ratelimit/ ./client/ ./index/... ./gpu/
 echo "== fuzz (tokenizer, 20s)"
