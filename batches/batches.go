@@ -548,6 +548,10 @@ func (m *Manager) knownModel(known map[string]bool, name string) bool {
 // progressEvery is how often a running batch's counts are saved.
 const progressEvery = 2 * time.Second
 
+// partSize is the requests per part of a batch's job: what a kill can
+// cost to compute again.
+const partSize = 256
+
 // runJob runs (or resumes) the batch's job in the core's bulk lane, until
 // its output and error files are complete in bdir; after a crash while
 // finalizing, it assembles them again from the job's parts. ran is false
@@ -561,12 +565,13 @@ func (m *Manager) runJob(ctx context.Context, id, bdir string) (_ jobs.Totals, r
 	}
 	var lastSave time.Time
 	job := jobs.Job{
-		Kind:   "openai-batch",
-		Params: map[string]string{"normalize": "true"},
-		Input:  jobs.Input{Path: filepath.Join(bdir, "input.jsonl"), Format: jobs.InputOpenAI},
-		Stage:  jobs.EmbedStage(m.core, jobs.EmbedOptions{Options: models.Options{Normalize: models.NormalizeOn}, CountTokens: true}),
-		Output: jobs.Output{Path: filepath.Join(bdir, "output.jsonl"), Format: jobs.OutputOpenAI, ErrorsPath: filepath.Join(bdir, "errors.jsonl")},
-		Dir:    filepath.Join(bdir, "job"),
+		Kind:     "openai-batch",
+		Params:   map[string]string{"normalize": "true"},
+		Input:    jobs.Input{Path: filepath.Join(bdir, "input.jsonl"), Format: jobs.InputOpenAI},
+		Stage:    jobs.EmbedStage(m.core, jobs.EmbedOptions{Options: models.Options{Normalize: models.NormalizeOn}, CountTokens: true}),
+		Output:   jobs.Output{Path: filepath.Join(bdir, "output.jsonl"), Format: jobs.OutputOpenAI, ErrorsPath: filepath.Join(bdir, "errors.jsonl")},
+		Dir:      filepath.Join(bdir, "job"),
+		PartSize: partSize,
 		Progress: func(p jobs.Progress) {
 			m.mu.Lock()
 			st := m.batches[id]

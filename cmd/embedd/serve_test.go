@@ -36,6 +36,7 @@ type serverProc struct {
 	cmd  *exec.Cmd
 	conn *grpc.ClientConn
 	logs chan string
+	http string // the HTTP address
 }
 
 // startServe runs "embedd serve" on loopback with dataDir and waits until
@@ -49,7 +50,7 @@ func startServe(t *testing.T, bin, dataDir string, args ...string) *serverProc {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := make(chan string, 1)
+	addr, httpAddr := make(chan string, 1), make(chan string, 1)
 	logs := make(chan string, 1000)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -58,6 +59,7 @@ func startServe(t *testing.T, bin, dataDir string, args ...string) *serverProc {
 			json.Unmarshal(sc.Bytes(), &rec)
 			if rec["msg"] == "embedd: listening" {
 				addr <- rec["grpc"].(string)
+				httpAddr <- rec["http"].(string)
 			}
 			select {
 			case logs <- sc.Text():
@@ -86,7 +88,7 @@ func startServe(t *testing.T, bin, dataDir string, args ...string) *serverProc {
 			t.Fatal("not SERVING within a minute")
 		}
 	}
-	return &serverProc{cmd: cmd, conn: conn, logs: logs}
+	return &serverProc{cmd: cmd, conn: conn, logs: logs, http: <-httpAddr}
 }
 
 // TestServeShutsDownOnSIGTERM runs the real binary, embeds through it, then
