@@ -32,6 +32,12 @@ const (
 	// OutputOpenAI writes OpenAI Batch API output lines, and error lines
 	// to the error file in the same shape.
 	OutputOpenAI OutputFormat = "openai"
+	// OutputPairs writes {"a","b","score"} lines, one per neighbour of a
+	// Result (the threshold pairs).
+	OutputPairs OutputFormat = "pairs"
+	// OutputGroups writes {"keep","duplicates":[…]} lines: a Result's ID
+	// and its neighbours' (dedup).
+	OutputGroups OutputFormat = "groups"
 )
 
 // ParseOutputFormat reads "auto" or a format's name.
@@ -211,6 +217,27 @@ func (w *lineWriter) write(r *Result) error {
 		b = append(b, "]}\n"...)
 	case OutputOpenAI:
 		b = appendOpenAIOutput(b, r)
+	case OutputPairs:
+		for _, n := range r.Neighbors {
+			b = append(b, `{"a":`...)
+			b = appendJSONString(b, r.ID)
+			b = append(b, `,"b":`...)
+			b = appendJSONString(b, n.ID)
+			b = append(b, `,"score":`...)
+			b = appendFloat(b, n.Score)
+			b = append(b, "}\n"...)
+		}
+	case OutputGroups:
+		b = append(b, `{"keep":`...)
+		b = appendJSONString(b, r.ID)
+		b = append(b, `,"duplicates":[`...)
+		for i, n := range r.Neighbors {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, n.ID)
+		}
+		b = append(b, "]}\n"...)
 	default:
 		for _, v := range r.Vectors {
 			b = append(b, `{"id":`...)

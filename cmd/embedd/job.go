@@ -47,6 +47,10 @@ func jobCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return jobEmbedCmd(args[1:], stdin, stdout, stderr)
 	case "search":
 		return jobSearchCmd(args[1:], stdin, stdout, stderr)
+	case "pairs":
+		return jobPairsCmd(args[1:], stdout, stderr, false)
+	case "dedup":
+		return jobPairsCmd(args[1:], stdout, stderr, true)
 	case "merge":
 		return jobMergeCmd(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":

@@ -1,0 +1,373 @@
+package flat
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Pair is two rows and their score: for SelfJoin A < B, for Join A is a
+// row of the first matrix and B of the second.
+type Pair struct {
+	A, B  int
+	Score float32
+}
+
+// JoinOptions tunes SelfJoin and Join.
+type JoinOptions struct {
+	// Metric is Cosine (the rows of both matrices must already be unit
+	// length: nothing is normalised) or Dot.
+	Metric Metric
+	// K, when positive, asks for each row's K best partners.
+	K int
+	// Threshold, when Pairs is set, sends every pair scoring at least
+	// Threshold to Pairs.
+	Threshold float32
+	// Pairs receives the threshold pairs of block b (rows [b*BlockRows,
+	// (b+1)*BlockRows) of the first matrix as A), sorted by (A, B), once
+	// per block, from the worker goroutines (concurrently, in any block
+	// order). At most MaxBlockPairs pairs of a block are kept (truncated
+	// says some were dropped: the first found, in a fixed order, are
+	// kept). An error stops the join and is returned.
+	Pairs         func(b int, pairs []Pair, truncated bool) error
+	MaxBlockPairs int
+	// SkipBlock, if set, leaves out the blocks it reports done (a resumed
+	// threshold join). It must not be used with K.
+	SkipBlock func(b int) bool
+	// BlockRows is the rows of the first matrix one worker takes at a
+	// time, rounded up to a multiple of 4; 0 picks about 512 KiB of rows.
+	BlockRows int
+	// Workers is the number of goroutines; 0 means runtime.GOMAXPROCS(0).
+	Workers int
+}
+
+// Blocks is the number of blocks of n rows under o (the b of Pairs).
+func (o JoinOptions) Blocks(n, dim int) int {
+	br := o.blockRows(dim)
+	return (n + br - 1) / br
+}
+
+func (o JoinOptions) blockRows(dim int) int {
+	if o.BlockRows > 0 {
+		return roundUp4(o.BlockRows)
+	}
+	return max(4, (512<<10)/(4*dim)&^3)
+}
+
+// SelfJoin scores every pair of m's rows once (S = MᵀM is symmetric, so
+// each tile of the upper triangle is computed once and serves both rows):
+// with o.K, each row's K best other rows, best first, equal scores by
+// ascending row; with o.Pairs, every pair a < b scoring at least
+// o.Threshold. Memory beyond m is the K-heaps of all rows and a block's
+// pairs; the scan is exact. If ctx is cancelled SelfJoin stops between
+// tiles and returns ctx.Err().
+func SelfJoin(ctx context.Context, m Matrix, o JoinOptions) ([][]Hit, error) {
+	return join(ctx, m, m, true, o)
+}
+
+// Join scores every row of a against every row of b: with o.K, each row
+// of a's K best rows of b; with o.Pairs, every pair scoring at least
+// o.Threshold. Otherwise as SelfJoin.
+func Join(ctx context.Context, a, b Matrix, o JoinOptions) ([][]Hit, error) {
+	return join(ctx, a, b, false, o)
+}
+
+// joiner is one join's shared state.
+type joiner struct {
+	a, b    Matrix
+	self    bool
+	o       JoinOptions
+	dim     int
+	na, nb  int
+	br, rb  int // rows per block of a; rows per slab of b (stays in L1)
+	next    atomic.Int64
+	heaps   []topK       // per row of a: its K best, fed by every worker
+	locks   []sync.Mutex // heaps[r] is guarded by locks[r/lockRows]
+	errOnce sync.Once
+	err     error
+	failed  atomic.Bool
+	done    <-chan struct{}
+	dot4    dot4Func
+}
+
+const lockRows = 64
+
+func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, error) {
+	switch {
+	case a.Dim < 1 || a.Dim != b.Dim:
+		return nil, fmt.Errorf("embedd/index/flat: join of dimensions %d and %d", a.Dim, b.Dim)
+	case len(a.Data)%a.Dim != 0 || len(b.Data)%b.Dim != 0:
+		return nil, fmt.Errorf("embedd/index/flat: join: a matrix's length is not a multiple of dimension %d", a.Dim)
+	case o.Metric != Cosine && o.Metric != Dot:
+		return nil, fmt.Errorf("embedd/index/flat: join: metric %v, want cosine or dot", o.Metric)
+	case o.K < 0 || o.K == 0 && o.Pairs == nil:
+		return nil, fmt.Errorf("embedd/index/flat: join: K is %d and no Pairs: nothing to do", o.K)
+	case o.K > 0 && o.SkipBlock != nil:
+		return nil, fmt.Errorf("embedd/index/flat: join: SkipBlock cannot be used with K")
+	case o.Workers < 0:
+		return nil, fmt.Errorf("embedd/index/flat: %d workers", o.Workers)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	dim := a.Dim
+	j := &joiner{a: a, b: b, self: self, o: o, dim: dim, na: len(a.Data) / dim, nb: len(b.Data) / dim,
+		br: o.blockRows(dim), rb: max(4, rowBlockBytes/(4*dim)&^3), done: ctx.Done(), dot4: active.dot4}
+	if o.K > 0 {
+		j.heaps = make([]topK, j.na)
+		for i := range j.heaps {
+			j.heaps[i].h = make([]cand, 0, o.K)
+			j.heaps[i].reset(o.K)
+		}
+		j.locks = make([]sync.Mutex, (j.na+lockRows-1)/lockRows)
+	}
+	workers := o.Workers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	nblocks := (j.na + j.br - 1) / j.br
+	workers = max(1, min(workers, nblocks))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(j.run)
+	}
+	wg.Wait()
+	if j.err != nil {
+		return nil, j.err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if o.K == 0 {
+		return nil, nil
+	}
+	res := make([][]Hit, j.na)
+	for i := range j.heaps {
+		c := j.heaps[i].h
+		slices.SortFunc(c, func(x, y cand) int {
+			if x.better(y) {
+				return -1
+			}
+			if y.better(x) {
+				return 1
+			}
+			return 0
+		})
+		hits := make([]Hit, len(c))
+		for t, x := range c {
+			hits[t] = Hit{Row: x.r, Score: x.s}
+		}
+		res[i] = hits
+	}
+	return res, nil
+}
+
+func (j *joiner) fail(err error) {
+	j.errOnce.Do(func() { j.err = err })
+	j.failed.Store(true)
+}
+
+// blockState is one worker's buffers for one block of a.
+type blockState struct {
+	q      []float32 // the block's rows, padded to a multiple of 4
+	scores []float32 // nq×rb scores of the block against one slab
+	pad    []float32 // room for a slab's last rows, padded to 4
+	local  []topK    // the block's rows' K best (the row direction)
+	cthr   []float32 // a slab's rows' heap thresholds (offerBoth)
+	pairs  []Pair
+	trunc  bool
+}
+
+// run takes blocks until none is left, the join fails or ctx ends.
+func (j *joiner) run() {
+	nblocks := (j.na + j.br - 1) / j.br
+	st := &blockState{
+		q:      make([]float32, j.br*j.dim),
+		scores: make([]float32, j.br*j.rb),
+		pad:    make([]float32, 4*j.dim),
+		cthr:   make([]float32, j.rb),
+	}
+	if j.o.K > 0 {
+		st.local = make([]topK, j.br)
+		for i := range st.local {
+			st.local[i].h = make([]cand, 0, j.o.K)
+		}
+	}
+	for {
+		blk := int(j.next.Add(1)) - 1
+		if blk >= nblocks || j.failed.Load() {
+			return
+		}
+		select {
+		case <-j.done:
+			return
+		default:
+		}
+		if j.o.SkipBlock != nil && j.o.SkipBlock(blk) {
+			continue
+		}
+		if err := j.block(st, blk); err != nil {
+			j.fail(err)
+			return
+		}
+	}
+}
+
+// block scores rows [a0, a1) of a against the rows of b they pair with:
+// every row of b, or for a self-join the rows from a0 on (the tiles below
+// the diagonal are the transposes of tiles above it).
+func (j *joiner) block(st *blockState, blk int) error {
+	dim, rb := j.dim, j.rb
+	a0 := blk * j.br
+	a1 := min(a0+j.br, j.na)
+	nq := a1 - a0
+	nqp := roundUp4(nq)
+	clear(st.q[nq*dim : nqp*dim])
+	copy(st.q, j.a.Data[a0*dim:a1*dim])
+	for i := range st.local[:min(len(st.local), nq)] {
+		st.local[i].reset(j.o.K)
+	}
+	st.pairs, st.trunc = st.pairs[:0], false
+	b0 := 0
+	if j.self {
+		b0 = a0
+	}
+	for s0 := b0; s0 < j.nb; s0 += rb {
+		if s0 != b0 && (s0-b0)%(64*rb) == 0 {
+			select {
+			case <-j.done:
+				return nil
+			default:
+			}
+		}
+		s1 := min(s0+rb, j.nb)
+		n := s1 - s0
+		full := n &^ 3
+		rows := j.b.Data[s0*dim : s1*dim]
+		for t := 0; t < nqp; t += 4 {
+			q := st.q[t*dim : (t+4)*dim]
+			out := st.scores[t*rb:]
+			if full > 0 {
+				var next *float32
+				if t == 0 && s1 < j.nb {
+					next = &j.b.Data[s1*dim]
+				}
+				j.dot4(q, rows, full, dim, out, rb, next)
+			}
+			if full < n {
+				copy(st.pad, rows[full*dim:])
+				clear(st.pad[(n-full)*dim:])
+				j.dot4(q, st.pad, 4, dim, out[full:], rb, nil)
+			}
+		}
+		j.offer(st, a0, nq, s0, n)
+	}
+	if j.o.K > 0 {
+		j.mergeLocal(st, a0, nq)
+	}
+	if j.o.Pairs != nil {
+		slices.SortFunc(st.pairs, func(x, y Pair) int {
+			if x.A != y.A {
+				return x.A - y.A
+			}
+			return x.B - y.B
+		})
+		return j.o.Pairs(blk, st.pairs, st.trunc)
+	}
+	return nil
+}
+
+// offer hands the scores of rows [a0, a0+nq) of a against rows [s0, s0+n)
+// of b to the heaps and the threshold pairs. In a self-join only pairs
+// with b's row above a's count; the other half of each tile goes to b's
+// rows' heaps instead (the column direction).
+func (j *joiner) offer(st *blockState, a0, nq, s0, n int) {
+	rb := j.rb
+	// The slab is entirely above the block's rows unless it overlaps them.
+	diag := j.self && s0 < a0+nq
+	switch {
+	case j.o.K > 0 && j.self:
+		j.offerBoth(st, a0, nq, s0, n, diag)
+	case j.o.K > 0:
+		for i := range nq {
+			st.local[i].offer(st.scores[i*rb:i*rb+n], s0, nil)
+		}
+	}
+	if j.o.Pairs != nil {
+		thr := j.o.Threshold
+		for i := range nq {
+			for c, s := range st.scores[i*rb : i*rb+n] {
+				if s < thr || diag && s0+c <= a0+i {
+					continue
+				}
+				if len(st.pairs) >= j.o.MaxBlockPairs && j.o.MaxBlockPairs > 0 {
+					st.trunc = true
+					return
+				}
+				st.pairs = append(st.pairs, Pair{A: a0 + i, B: s0 + c, Score: s})
+			}
+		}
+	}
+}
+
+// offerBoth offers each score of a self-join tile in both directions in
+// one pass: to the block row's heap (the row of b as its partner) and to
+// the heap of b's row (the block row as its partner), under the locks of
+// b's rows.
+func (j *joiner) offerBoth(st *blockState, a0, nq, s0, n int, diag bool) {
+	rb := j.rb
+	l0, l1 := s0/lockRows, (s0+n-1)/lockRows
+	for l := l0; l <= l1; l++ {
+		j.locks[l].Lock()
+	}
+	cols := j.heaps[s0 : s0+n]
+	cthr := st.cthr[:n]
+	for c := range cols {
+		cthr[c] = cols[c].thr
+	}
+	for i := range nq {
+		rh := &st.local[i]
+		rthr := rh.thr
+		row := st.scores[i*rb : i*rb+n]
+		first := 0
+		if diag {
+			first = max(0, a0+i+1-s0) // only b's rows above a0+i
+		}
+		for c := first; c < len(row); c++ {
+			s := row[c]
+			if s >= rthr {
+				rh.push(cand{s, s0 + c})
+				rthr = rh.thr
+			}
+			if s >= cthr[c] {
+				cols[c].push(cand{s, a0 + i})
+				cthr[c] = cols[c].thr
+			}
+		}
+	}
+	for l := l0; l <= l1; l++ {
+		j.locks[l].Unlock()
+	}
+}
+
+// mergeLocal adds the block's row-direction heaps to the shared ones.
+func (j *joiner) mergeLocal(st *blockState, a0, nq int) {
+	for i := 0; i < nq; {
+		r := a0 + i
+		end := min(nq, (r/lockRows+1)*lockRows-a0)
+		mu := &j.locks[r/lockRows]
+		mu.Lock()
+		for ; i < end; i++ {
+			h := &j.heaps[a0+i]
+			for _, c := range st.local[i].h {
+				if c.s >= h.thr {
+					h.push(c)
+				}
+			}
+		}
+		mu.Unlock()
+	}
+}

@@ -1,0 +1,615 @@
+package jobs
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/embedd/embedd/index/flat"
+	"github.com/embedd/embedd/vec"
+)
+
+// PairsJob finds similar pairs within one set of vectors (Against nil: a
+// self-join, each pair once, a line never with itself) or between two
+// sets: each item's K best partners, or every pair scoring at least
+// Threshold, or (Dedup) the groups of near duplicates that the threshold
+// pairs connect. The vectors are mapped from .npy files, not held on the
+// heap: an .npy input is mapped as it is (ids from its IDsPath file, else
+// row numbers), other inputs are converted first (texts embedded with
+// Embed) into the job directory.
+type PairsJob struct {
+	// Input is the first set; Against the second, or nil for a self-join.
+	Input, Against *PairsInput
+	// Embed turns text records into vectors; nil refuses texts.
+	Embed Stage
+	// Params are the parameters that change the output (model and its
+	// options); the manifest keeps them.
+	Params map[string]string
+	// Metric is flat.Cosine (vectors are normalised on conversion; an
+	// .npy input must already be unit length) or flat.Dot.
+	Metric flat.Metric
+	// K asks for each item's K best partners; otherwise Threshold.
+	K         int
+	Threshold float32
+	// MaxPairs caps the threshold pairs written (0: no cap); Totals says
+	// when it was hit.
+	MaxPairs int64
+	// Dedup writes {"keep","duplicates"} groups instead of pairs.
+	Dedup bool
+	// Dir is the job directory (converted vectors, threshold parts); ""
+	// uses a temporary one.
+	Dir string
+	// Output gets the neighbours ({"id","neighbors"}), pairs
+	// ({"a","b","score"}) or groups; ErrorsPath the bad input lines.
+	Output Output
+	// Workers is the goroutines of the join; 0 all cores.
+	Workers int
+	// Progress is called about every second with rows done of rows.
+	Progress func(Progress)
+}
+
+// PairsInput is one set of a PairsJob: a file of vectors (.npy, JSONL,
+// Parquet) or of texts.
+type PairsInput struct {
+	Input
+	// IDsPath is an .npy input's ids, one a line; "" numbers the rows
+	// from 1.
+	IDsPath string
+}
+
+// PairsTotals is what a PairsJob did.
+type PairsTotals struct {
+	Totals
+	// Rows are the items of each set; Pairs the pairs (or groups) written;
+	// Capped says MaxPairs (or the per-block bound) stopped the pairs.
+	RowsA, RowsB int
+	Pairs        int64
+	Capped       bool
+	JoinSeconds  float64
+}
+
+// vectors is one set, mapped.
+type vectors struct {
+	m   flat.Matrix
+	ids []string
+	mem []byte
+}
+
+func (v *vectors) close() error {
+	if v.mem == nil {
+		return nil
+	}
+	return unix.Munmap(v.mem)
+}
+
+// RunPairs runs p.
+func RunPairs(ctx context.Context, p PairsJob) (_ PairsTotals, err error) {
+	start := time.Now()
+	var tot PairsTotals
+	if p.Metric != flat.Cosine && p.Metric != flat.Dot {
+		return tot, fmt.Errorf("embedd/jobs: pairs: metric %v, want cosine or dot", p.Metric)
+	}
+	if p.K < 0 || p.K > 0 && p.Dedup {
+		return tot, fmt.Errorf("embedd/jobs: pairs: k %d with dedup %v", p.K, p.Dedup)
+	}
+	if p.Dedup && p.Against != nil {
+		return tot, errors.New("embedd/jobs: dedup is within one set (no second input)")
+	}
+	dir := p.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "embedd-pairs-*"); err != nil {
+			return tot, fmt.Errorf("embedd/jobs: %w", err)
+		}
+		defer os.RemoveAll(dir)
+	}
+	if err := p.prepare(dir); err != nil {
+		return tot, err
+	}
+	a, t, err := p.load(ctx, dir, "a", p.Input)
+	tot.Totals = t
+	if err != nil {
+		return tot, err
+	}
+	defer a.close()
+	b := a
+	if p.Against != nil {
+		var tb Totals
+		b, tb, err = p.load(ctx, dir, "b", p.Against)
+		tot.Read, tot.Failed, tot.Resumed = tot.Read+tb.Read, tot.Failed+tb.Failed, tot.Resumed+tb.Resumed
+		if err != nil {
+			return tot, err
+		}
+		defer b.close()
+		if a.m.Dim != b.m.Dim && len(a.ids) > 0 && len(b.ids) > 0 {
+			return tot, fmt.Errorf("embedd/jobs: pairs: the sets have dimensions %d and %d", a.m.Dim, b.m.Dim)
+		}
+	}
+	tot.RowsA, tot.RowsB = len(a.ids), len(b.ids)
+	joinStart := time.Now()
+	if p.K > 0 {
+		err = p.topK(ctx, a, b, &tot)
+	} else {
+		err = p.threshold(ctx, dir, a, b, &tot)
+	}
+	tot.JoinSeconds = time.Since(joinStart).Seconds()
+	tot.Seconds = time.Since(start).Seconds()
+	return tot, err
+}
+
+// prepare creates dir with the job's manifest, or checks it.
+func (p *PairsJob) prepare(dir string) error {
+	params := map[string]string{"metric": p.Metric.String(), "k": strconv.Itoa(p.K), "threshold": strconv.FormatFloat(float64(p.Threshold), 'g', -1, 32), "dedup": strconv.FormatBool(p.Dedup)}
+	for k, v := range p.Params {
+		params[k] = v
+	}
+	m := manifest{Version: manifestVersion, Kind: "pairs", Params: params, Shard: "0/1"}
+	var err error
+	if m.Input, err = identify(p.Input.Path); err != nil {
+		return err
+	}
+	if p.Against != nil {
+		idb, err := identify(p.Against.Path)
+		if err != nil {
+			return err
+		}
+		params["against"], params["against-size"], params["against-head"], params["against-tail"] = idb.Path, strconv.FormatInt(idb.Size, 10), idb.Head, idb.Tail
+	}
+	return prepareDir(dir, m)
+}
+
+// load maps set name's vectors: an .npy as it is, anything else converted
+// into dir/name.npy first (resumably, through dir/name/).
+func (p *PairsJob) load(ctx context.Context, dir, name string, in *PairsInput) (*vectors, Totals, error) {
+	if in.Path == "-" {
+		return nil, Totals{}, errors.New("embedd/jobs: pairs reads files (the vectors are mapped), not stdin")
+	}
+	if strings.HasSuffix(in.Path, ".npy") {
+		v, err := mapNPY(in.Path, in.IDsPath)
+		if err == nil && p.Metric == flat.Cosine {
+			err = checkUnit(v.m)
+		}
+		if err != nil {
+			v.close()
+			return nil, Totals{}, err
+		}
+		return v, Totals{Read: int64(len(v.ids)), Written: int64(len(v.ids))}, nil
+	}
+	out := filepath.Join(dir, name+".npy")
+	stage, err := p.vectorStage(in)
+	if err != nil {
+		return nil, Totals{}, err
+	}
+	o := p.Output
+	o.Path, o.Format, o.IDsPath = out, OutputNPY, out+".ids"
+	if o.ErrorsPath != "" {
+		o.ErrorsPath += "." + name
+	}
+	j := Job{Kind: "vectors", Params: p.Params, Input: in.Input, Stage: stage, Output: o, Dir: filepath.Join(dir, name), Progress: p.Progress}
+	t, err := Run(ctx, j)
+	if err != nil {
+		return nil, t, err
+	}
+	v, err := mapNPY(out, out+".ids")
+	return v, t, err
+}
+
+// vectorStage passes vector records through (normalised for cosine) or
+// embeds texts, and fails a vector whose width is not the first one's.
+func (p *PairsJob) vectorStage(in *PairsInput) (Stage, error) {
+	dim, err := firstWidth(in.Input)
+	if err != nil {
+		return nil, err
+	}
+	embed := p.Embed
+	return func(ctx context.Context, recs []Record, out []Result) error {
+		if !in.Vectors {
+			if embed == nil {
+				return errors.New("embedd/jobs: pairs over texts needs a model")
+			}
+			if err := embed(ctx, recs, out); err != nil {
+				return err
+			}
+		}
+		for i := range recs {
+			if out[i].Err != "" {
+				continue
+			}
+			v := recs[i].Vector
+			if !in.Vectors {
+				v = out[i].Vectors[0]
+			} else if len(v) != dim && dim > 0 {
+				out[i].Err = fmt.Sprintf("%d dimensions, the first vector has %d", len(v), dim)
+				continue
+			}
+			if p.Metric == flat.Cosine {
+				v = slices.Clone(v)
+				if norm, ok := vec.Normalize(v); !ok {
+					out[i].Err = fmt.Sprintf("vector of norm %g has no direction", norm)
+					continue
+				}
+			}
+			out[i].Vectors = [][]float32{v}
+		}
+		return nil
+	}, nil
+}
+
+// firstWidth is the width of the input's first good vector record (0 for
+// texts).
+func firstWidth(in Input) (int, error) {
+	if !in.Vectors {
+		return 0, nil
+	}
+	src, err := in.open(Shard{0, 1})
+	if err != nil {
+		return 0, err
+	}
+	defer src.close()
+	for {
+		var r Record
+		ok, err := src.next(&r)
+		if err != nil || !ok {
+			return 0, err
+		}
+		if r.Err == "" {
+			return len(r.Vector), nil
+		}
+	}
+}
+
+// mapNPY maps a C-order little-endian float32 .npy and reads its ids.
+func mapNPY(path, idsPath string) (*vectors, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("embedd/jobs: %w", err)
+	}
+	defer f.Close()
+	rows, dim, off, err := readNPYShape(f)
+	if err != nil {
+		return nil, fmt.Errorf("embedd/jobs: %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("embedd/jobs: %w", err)
+	}
+	if want := off + int64(rows)*int64(dim)*4; st.Size() != want {
+		return nil, fmt.Errorf("embedd/jobs: %s: %d bytes, the shape (%d, %d) needs %d", path, st.Size(), rows, dim, want)
+	}
+	v := &vectors{m: flat.Matrix{Dim: max(dim, 1)}}
+	if rows > 0 && dim > 0 {
+		if v.mem, err = unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+			return nil, fmt.Errorf("embedd/jobs: mapping %s: %w", path, err)
+		}
+		unix.Madvise(v.mem, unix.MADV_WILLNEED)
+		v.m.Data = unsafe.Slice((*float32)(unsafe.Pointer(&v.mem[off])), rows*dim)
+	}
+	if idsPath == "" {
+		v.ids = make([]string, rows)
+		for i := range v.ids {
+			v.ids[i] = strconv.Itoa(i + 1)
+		}
+		return v, nil
+	}
+	idf, err := os.Open(idsPath)
+	if err != nil {
+		v.close()
+		return nil, fmt.Errorf("embedd/jobs: ids: %w", err)
+	}
+	defer idf.Close()
+	sc := bufio.NewScanner(idf)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		v.ids = append(v.ids, sc.Text())
+	}
+	if err := sc.Err(); err != nil || len(v.ids) != rows {
+		v.close()
+		return nil, fmt.Errorf("embedd/jobs: ids %s: %d lines for %d rows (%v)", idsPath, len(v.ids), rows, err)
+	}
+	return v, nil
+}
+
+// readNPYShape reads a .npy header: '<f4', C order, two dimensions.
+func readNPYShape(f *os.File) (rows, dim int, dataOff int64, err error) {
+	pre := make([]byte, 12)
+	if _, err := f.ReadAt(pre, 0); err != nil || string(pre[:6]) != "\x93NUMPY" {
+		return 0, 0, 0, errors.New("not a .npy file")
+	}
+	hl, off := int64(binary.LittleEndian.Uint16(pre[8:])), int64(10)
+	if pre[6] >= 2 {
+		hl, off = int64(binary.LittleEndian.Uint32(pre[8:])), 12
+	}
+	if hl > 1<<20 {
+		return 0, 0, 0, errors.New("header over 1 MiB")
+	}
+	h := make([]byte, hl)
+	if _, err := f.ReadAt(h, off); err != nil {
+		return 0, 0, 0, fmt.Errorf("reading the header: %w", err)
+	}
+	s := string(h)
+	if !strings.Contains(s, "'descr': '<f4'") || !strings.Contains(s, "'fortran_order': False") {
+		return 0, 0, 0, fmt.Errorf("header %q: want little-endian float32 ('<f4') in C order", strings.TrimSpace(s))
+	}
+	i := strings.Index(s, "'shape': (")
+	if i < 0 {
+		return 0, 0, 0, fmt.Errorf("header %q has no shape", strings.TrimSpace(s))
+	}
+	shape := s[i+len("'shape': ("):]
+	shape = shape[:strings.IndexByte(shape, ')')]
+	if _, err := fmt.Sscanf(strings.ReplaceAll(shape, " ", ""), "%d,%d", &rows, &dim); err != nil {
+		return 0, 0, 0, fmt.Errorf("shape (%s) is not two dimensions", shape)
+	}
+	return rows, dim, off + hl, nil
+}
+
+// checkUnit refuses a matrix whose rows are not unit length (cosine scores
+// of the mapped rows would be wrong).
+func checkUnit(m flat.Matrix) error {
+	for r := range len(m.Data) / m.Dim {
+		if n := vec.SquaredNorm(m.Data[r*m.Dim : (r+1)*m.Dim]); math.Abs(float64(n)-1) > 1e-3 {
+			return fmt.Errorf("embedd/jobs: row %d has norm %g: cosine over an .npy needs unit rows (use --metric dot, or JSONL/Parquet input, which is normalised)", r, math.Sqrt(float64(n)))
+		}
+	}
+	return nil
+}
+
+// topK writes each row of a with its K best partners.
+func (p *PairsJob) topK(ctx context.Context, a, b *vectors, tot *PairsTotals) error {
+	o := flat.JoinOptions{Metric: p.Metric, K: p.K, Workers: p.Workers}
+	var hits [][]flat.Hit
+	var err error
+	stop := p.reportJoin(len(a.ids))
+	if p.Against == nil {
+		hits, err = flat.SelfJoin(ctx, a.m, o)
+	} else {
+		hits, err = flat.Join(ctx, a.m, b.m, o)
+	}
+	stop()
+	if err != nil {
+		return fmt.Errorf("embedd/jobs: pairs: %w", err)
+	}
+	out := p.Output
+	out.Format, out.ErrorsPath = OutputNeighbors, ""
+	s, err := out.open()
+	if err != nil {
+		return err
+	}
+	var r Result
+	for i, hs := range hits {
+		r.ID, r.Neighbors = a.ids[i], r.Neighbors[:0]
+		for _, h := range hs {
+			r.Neighbors = append(r.Neighbors, Neighbor{ID: b.ids[h.Row], Score: h.Score})
+		}
+		if err := s.write(&r); err != nil {
+			s.abort()
+			return fmt.Errorf("embedd/jobs: writing output: %w", err)
+		}
+		tot.Pairs += int64(len(hs))
+	}
+	tot.Written = int64(len(hits))
+	return s.commit()
+}
+
+// reportJoin reports the join's progress (as done when it ends: the join
+// does not count rows) about every second until stop is called.
+func (p *PairsJob) reportJoin(rows int) (stop func()) {
+	if p.Progress == nil {
+		return func() {}
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				p.Progress(Progress{Read: int64(rows), Elapsed: time.Since(start)})
+			case <-done:
+				p.Progress(Progress{Read: int64(rows), Done: int64(rows), Elapsed: time.Since(start)})
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// threshold runs the threshold join into part files (one per block of a,
+// resumable) and writes them in order: the pairs, or the dedup groups.
+func (p *PairsJob) threshold(ctx context.Context, dir string, a, b *vectors, tot *PairsTotals) error {
+	parts := filepath.Join(dir, "pairs")
+	if err := os.MkdirAll(parts, 0o755); err != nil {
+		return fmt.Errorf("embedd/jobs: %w", err)
+	}
+	have, err := listParts(parts)
+	if err != nil {
+		return err
+	}
+	maxBlock := 10_000_000
+	if p.MaxPairs > 0 && !p.Dedup {
+		maxBlock = int(min(p.MaxPairs, int64(maxBlock)))
+	}
+	var capped atomic.Bool
+	o := flat.JoinOptions{Metric: p.Metric, Threshold: p.Threshold, MaxBlockPairs: maxBlock, Workers: p.Workers,
+		SkipBlock: func(blk int) bool { _, ok := have[blk]; return ok },
+		Pairs: func(blk int, pairs []flat.Pair, truncated bool) error {
+			if truncated {
+				capped.Store(true)
+			}
+			return writePart(parts, blk, groupPairs(pairs, truncated))
+		}}
+	stop := p.reportJoin(len(a.ids))
+	if p.Against == nil {
+		_, err = flat.SelfJoin(ctx, a.m, o)
+	} else {
+		_, err = flat.Join(ctx, a.m, b.m, o)
+	}
+	stop()
+	if err != nil {
+		return fmt.Errorf("embedd/jobs: pairs: %w", err)
+	}
+	nblocks := o.Blocks(len(a.ids), a.m.Dim)
+	if have, err = listParts(parts); err != nil {
+		return err
+	}
+	out := p.Output
+	out.ErrorsPath = ""
+	out.Format = OutputPairs
+	if p.Dedup {
+		out.Format = OutputGroups
+	}
+	s, err := out.open()
+	if err != nil {
+		return err
+	}
+	var uf []int32
+	if p.Dedup {
+		uf = make([]int32, len(a.ids))
+		for i := range uf {
+			uf[i] = int32(i)
+		}
+	}
+	for blk := range nblocks {
+		n, ok := have[blk]
+		if !ok {
+			s.abort()
+			return fmt.Errorf("%w: pairs block %d is missing", ErrIncomplete, blk)
+		}
+		err := readPart(filepath.Join(parts, partName(blk, n)), n, func(r *Result) error {
+			if r.Err != "" {
+				capped.Store(true)
+				return nil
+			}
+			ra := int32(r.Line - 1)
+			if p.Dedup {
+				for _, nb := range r.Neighbors {
+					rb, _ := strconv.Atoi(nb.ID) // written by groupPairs
+					union(uf, ra, int32(rb))
+				}
+				tot.Pairs += int64(len(r.Neighbors))
+				return nil
+			}
+			r.ID = a.ids[ra]
+			for k := range r.Neighbors {
+				rb, _ := strconv.Atoi(r.Neighbors[k].ID)
+				r.Neighbors[k].ID = b.ids[rb]
+			}
+			if p.MaxPairs > 0 && tot.Pairs+int64(len(r.Neighbors)) > p.MaxPairs {
+				r.Neighbors = r.Neighbors[:p.MaxPairs-tot.Pairs]
+				capped.Store(true)
+			}
+			tot.Pairs += int64(len(r.Neighbors))
+			return s.write(r)
+		})
+		if err != nil {
+			s.abort()
+			return err
+		}
+	}
+	if p.Dedup {
+		tot.Written, err = writeGroups(s, uf, a.ids)
+		if err != nil {
+			s.abort()
+			return err
+		}
+	} else {
+		tot.Written = tot.Pairs
+	}
+	tot.Capped = capped.Load()
+	return s.commit()
+}
+
+// groupPairs turns a block's sorted pairs into one Result per row of a
+// (Line: the row + 1), its partners as neighbours whose IDs are their rows
+// of b (translated to ids when written, so that dedup gets rows back); a
+// truncated block ends with a failed Result saying so.
+func groupPairs(pairs []flat.Pair, truncated bool) []Result {
+	var res []Result
+	for i := 0; i < len(pairs); {
+		a := pairs[i].A
+		r := Result{Line: int64(a) + 1}
+		for ; i < len(pairs) && pairs[i].A == a; i++ {
+			r.Neighbors = append(r.Neighbors, Neighbor{ID: strconv.Itoa(pairs[i].B), Score: pairs[i].Score})
+		}
+		res = append(res, r)
+	}
+	if truncated {
+		res = append(res, Result{Err: "block's pairs truncated"})
+	}
+	return res
+}
+
+func find(uf []int32, x int32) int32 {
+	for uf[x] != x {
+		uf[x] = uf[uf[x]]
+		x = uf[x]
+	}
+	return x
+}
+
+// union joins x's and y's groups under the smaller row, so each group's
+// root is its first row.
+func union(uf []int32, x, y int32) {
+	rx, ry := find(uf, x), find(uf, y)
+	switch {
+	case rx < ry:
+		uf[ry] = rx
+	case ry < rx:
+		uf[rx] = ry
+	}
+}
+
+// writeGroups writes each group of two or more rows, in the order of its
+// first row: the first row's id is kept, the others are its duplicates.
+func writeGroups(s *sink, uf []int32, ids []string) (int64, error) {
+	n := int32(len(uf))
+	// Members of each root, rows ascending: counting sort by root.
+	count := make([]int32, n+1)
+	for i := range n {
+		count[find(uf, i)+1]++
+	}
+	for i := range n {
+		count[i+1] += count[i]
+	}
+	members := make([]int32, n)
+	pos := slices.Clone(count[:n])
+	for i := range n {
+		r := find(uf, i)
+		members[pos[r]] = i
+		pos[r]++
+	}
+	var groups int64
+	var r Result
+	for root := range n {
+		g := members[count[root]:count[root+1]]
+		if len(g) < 2 {
+			continue
+		}
+		r.ID, r.Neighbors = ids[root], r.Neighbors[:0]
+		for _, m := range g[1:] {
+			r.Neighbors = append(r.Neighbors, Neighbor{ID: ids[m]})
+		}
+		if err := s.write(&r); err != nil {
+			return groups, fmt.Errorf("embedd/jobs: writing output: %w", err)
+		}
+		groups++
+	}
+	return groups, nil
+}
