@@ -86,6 +86,12 @@ type Collection struct {
 	walStart uint64 // start of the segment the committer writes
 	closed   bool
 	ops      []op // decoding scratch
+	// The committer's segment as the writer side sees it: its file, the
+	// bytes of the records sent to it, and the bytes reserved for it
+	// (reserveSegment), so that a write the disk has no room for fails
+	// before it is applied instead of breaking the log.
+	walFile          *os.File
+	walEnd, walAlloc int64
 
 	wal      *committer    // nil when read-only; its goroutine ends when Close closes wal.reqs
 	kick     chan struct{} // wakes the checkpointer for a checkpoint
@@ -196,7 +202,7 @@ func openWriter(dir string, o options, mode replayMode) (_ *Collection, res repl
 		w.close()
 		return nil, res, err
 	}
-	c.walStart = w.start
+	c.setSegmentLocked(w)
 	c.cur.Store(c.gen.stateLocked(c.seq))
 	c.kick = make(chan struct{}, 1)
 	c.compact = make(chan struct{}, 1)
@@ -435,7 +441,7 @@ func (c *Collection) commit(ctx context.Context, b *batch) (int, error) {
 	select {
 	case err := <-req.done:
 		if err != nil {
-			return 0, err
+			return 0, noSpace(c.dir, err)
 		}
 		return deleted, nil
 	case <-ctx.Done():
@@ -459,11 +465,17 @@ func (c *Collection) submit(b *batch) (*commitReq, int, error) {
 		return nil, 0, err
 	}
 	defer clear(c.ops)
+	// Room first, in the WAL and the data files: a write that does not fit
+	// fails here, with nothing applied.
+	if c.walAlloc, err = reserveSegment(c.walFile, walPath(c.dir, c.walStart), c.walAlloc, c.walEnd+int64(len(rec))); err != nil {
+		return nil, 0, noSpace(c.dir, err)
+	}
 	if err := c.gen.reserve(c.ops); err != nil {
-		return nil, 0, err
+		return nil, 0, noSpace(c.dir, err)
 	}
 	deleted := c.gen.applyLocked(seq, c.ops)
 	c.seq = seq
+	c.walEnd += int64(len(rec))
 	req := &commitReq{rec: rec, after: c.gen.stateLocked(seq), done: make(chan error, 1)}
 	c.wal.reqs <- req
 	return req, deleted, nil
@@ -506,8 +518,14 @@ func (c *Collection) rotateLocked() error {
 	if err := <-req.done; err != nil {
 		return err
 	}
-	c.walStart = w.start
+	c.setSegmentLocked(w)
 	return nil
+}
+
+// setSegmentLocked records w as the segment the committer writes from now
+// on. The caller holds mu (or owns c alone, opening it).
+func (c *Collection) setSegmentLocked(w *walWriter) {
+	c.walStart, c.walFile, c.walEnd, c.walAlloc = w.start, w.f, w.size, w.size
 }
 
 // Checkpoint makes the data files durable and records the WAL position they
@@ -518,6 +536,11 @@ func (c *Collection) Checkpoint(ctx context.Context) error {
 	if err := c.writable(); err != nil {
 		return err
 	}
+	return noSpace(c.dir, c.runCheckpoint(ctx))
+}
+
+// runCheckpoint is Checkpoint past its checks, its errors unwrapped.
+func (c *Collection) runCheckpoint(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("embedd/index: checkpoint: %w", err)
 	}

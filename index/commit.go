@@ -62,7 +62,7 @@ func (c *committer) failure() error {
 // the segment it holds.
 func (c *committer) run() {
 	defer close(c.exited)
-	defer c.w.close()
+	defer func() { c.w.close() }() // the segment current at exit, not the first one
 	group := make([]*commitReq, 0, 64)
 	for {
 		req, ok := <-c.reqs

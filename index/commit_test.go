@@ -3,6 +3,8 @@ package index
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,4 +97,34 @@ func BenchmarkUpsertSerial(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(c.Stats().WALSyncs)/float64(b.N), "fsyncs/op")
+}
+
+// TestCloseClosesEveryFile: the committer closed the segment it started
+// with, not the one current at Close, so every collection closed after a
+// checkpoint (a rotation) left a WAL file open until the garbage collector
+// found it (and a file system with it could not be unmounted).
+func TestCloseClosesEveryFile(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Create(dir, Spec{Dim: 2, Metric: Dot}, WithCheckpointBytes(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		mustUpsert(t, c, rec(fmt.Sprint(i), []float32{1, 0}))
+		if err := c.Checkpoint(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip(err)
+	}
+	for _, e := range ents {
+		if l, _ := os.Readlink("/proc/self/fd/" + e.Name()); strings.HasPrefix(l, dir) {
+			t.Errorf("fd %s is still open on %s", e.Name(), l)
+		}
+	}
 }

@@ -19,6 +19,11 @@ func (c *Collection) Compact(ctx context.Context) error {
 	if err := c.writable(); err != nil {
 		return err
 	}
+	return noSpace(c.dir, c.runCompact(ctx))
+}
+
+// runCompact is Compact past its checks, its errors unwrapped.
+func (c *Collection) runCompact(ctx context.Context) error {
 	c.ckptMu.Lock()
 	defer c.ckptMu.Unlock()
 	if c.ckptErr != nil {

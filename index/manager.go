@@ -119,7 +119,7 @@ func (m *Manager) Create(name string, spec Spec) (_ *Collection, err error) {
 		return nil, err
 	}
 	var c *Collection
-	defer func() { err = m.settle(name, c, nil, err) }()
+	defer func() { err = m.settle(name, c, nil, noSpace(m.dir, err)) }()
 	final := filepath.Join(m.dir, name)
 	if _, err := os.Stat(final); err == nil {
 		return nil, fmt.Errorf("%w: %s exists (not a collection this manager opened)", ErrExists, final)

@@ -176,7 +176,11 @@ func (m *mappedFile) ensure(need int64) error {
 	if m.private {
 		return errNoRoom
 	}
-	if err := m.allocate(nextCapacity(m.size, need)); err != nil {
+	err := m.allocate(nextCapacity(m.size, need))
+	if errors.Is(err, unix.ENOSPC) && roundCapacity(need) < nextCapacity(m.size, need) {
+		err = m.allocate(roundCapacity(need)) // a nearly full disk may still hold this
+	}
+	if err != nil {
 		return err
 	}
 	return m.remap()

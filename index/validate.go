@@ -13,6 +13,7 @@ import (
 
 	"github.com/embedd/embedd/index/flat"
 	"github.com/embedd/embedd/vec"
+	"golang.org/x/sys/unix"
 )
 
 // Errors returned by this package wrap one of these; match with errors.Is.
@@ -38,6 +39,12 @@ var (
 	// not be opened; the error also wraps the reason (see
 	// Manager.Unavailable).
 	ErrUnavailable = errors.New("embedd/index: collection unavailable")
+	// ErrNoSpace is wrapped when a write, checkpoint, compaction or create
+	// failed because the file system holding the data is full (ENOSPC or
+	// EDQUOT); the error names the directory. Nothing of a refused write is
+	// stored, and once space is freed writes succeed again without
+	// reopening anything.
+	ErrNoSpace = errors.New("embedd/index: no space left")
 )
 
 // Limits enforced at this layer.
@@ -54,6 +61,15 @@ const (
 
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
+}
+
+// noSpace wraps err in ErrNoSpace, naming dir, when the file system was
+// full; other errors (and nil) come back as they are.
+func noSpace(dir string, err error) error {
+	if err == nil || errors.Is(err, ErrNoSpace) || !(errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)) {
+		return err
+	}
+	return fmt.Errorf("%w on the file system of %s: %w", ErrNoSpace, dir, err)
 }
 
 func corruptf(format string, args ...any) error {

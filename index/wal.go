@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -109,12 +110,15 @@ func createSegment(dir string, start uint64) (*walWriter, error) {
 		return nil, fmt.Errorf("embedd/index: %w", err)
 	}
 	w := &walWriter{f: f, path: path, start: start}
-	if err := w.write(walHeader(start)); err != nil {
-		w.close()
-		return nil, err
+	err = w.write(walHeader(start))
+	if err == nil {
+		err = w.sync()
 	}
-	if err := w.sync(); err != nil {
+	if err != nil {
+		// A segment without its header in the middle of the log would
+		// look like damage before later records.
 		w.close()
+		os.Remove(path)
 		return nil, err
 	}
 	if err := syncDir(dir); err != nil {
@@ -122,6 +126,34 @@ func createSegment(dir string, start uint64) (*walWriter, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// walStep is the least a segment's reservation grows by.
+const walStep = 1 << 20
+
+// reserve makes sure the segment has blocks for its first need bytes
+// (fallocate, keeping its size), so that appending them cannot fail for
+// lack of space; alloc is what is reserved already. It returns the new
+// reservation: at least need, growing by doubling (16 MiB at most at a
+// time; just need when the disk has no room for more). A file system that cannot reserve gives math.MaxInt64 and no
+// error: writes then take their chance.
+func reserveSegment(f *os.File, path string, alloc, need int64) (int64, error) {
+	if need <= alloc {
+		return alloc, nil
+	}
+	n := max(need, min(2*alloc, alloc+16<<20), walStep)
+	err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, n)
+	if errors.Is(err, unix.ENOSPC) && n > need {
+		n = need // a nearly full disk may still hold this write
+		err = unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, n)
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
+		return math.MaxInt64, nil
+	}
+	if err != nil {
+		return alloc, fmt.Errorf("embedd/index: reserving %d bytes for %s: %w", n, path, err)
+	}
+	return n, nil
 }
 
 // openSegmentForAppend opens seg to append at end, cutting anything after it.
