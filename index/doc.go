@@ -98,10 +98,17 @@
 // seq numbers the batches 1, 2, 3, … with no gaps across segments; a
 // segment's first record has seq startSeq. Vectors are stored already
 // normalised (cosine), so replay is exact. Recovery replays every record with
-// seq greater than the checkpoint's; a record that is short or fails its
-// checksum ends the log: it and anything after it is cut, with a log line.
-// Damage followed by good records in a later segment is not a torn tail: it
-// is an error wrapping ErrCorrupt.
+// seq greater than the checkpoint's. A record that is short or fails its
+// checksum, with no intact record after it (in its segment or a later one)
+// that the checkpoint does not cover, is a torn tail: the end of a write
+// that was never acknowledged. It and anything after it is cut, with a log
+// line. Damage followed by an intact record is not a torn write and cutting
+// there would drop acknowledged writes, so Open fails with an error wrapping
+// ErrCorrupt that names the segment and offset, and changes nothing; Repair
+// (embedd repair) replays every intact record, skipping the damaged bytes,
+// and keeps a copy of the damaged segment. Space for records is reserved
+// (fallocate, keeping the size) before a write is applied, so a full disk
+// refuses the write (ErrNoSpace) instead of breaking the log.
 //
 // # Concurrency
 //
