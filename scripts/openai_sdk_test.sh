@@ -2,7 +2,9 @@
 # openai_sdk_test.sh: the official OpenAI Node SDK (npm openai, pinned below)
 # against a real `embedd serve` on loopback: models.list(), models.retrieve() of an
 # id, of an alias and of an unknown id, and embeddings.create() through an alias
-# (scripts/openai_sdk_test.cjs, under node's test runner). The SDK is installed
+# (scripts/openai_sdk_test.cjs, under node's test runner), and the Files and Batches
+# API: files.create, batches.create, batches.retrieve until done, files.content,
+# every vector equal to embeddings.create's (scripts/openai_batch_test.cjs). The SDK is installed
 # once into .cache/openai-node/VERSION from the npm registry.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,5 +33,5 @@ cat >"$tmp/embedd.json" <<JSON
  "models": [{"id": "minilm-l6-random", "path": "$model_dir", "aliases": ["text-embedding-3-small"]}]}
 JSON
 embedd_start "$tmp/serve.log" "$tmp/embedd" serve --config "$tmp/embedd.json"
-EMBEDD_OPENAI_BASE="http://$EMBEDD_HTTP/v1" NODE_PATH="$sdk/node_modules" node --test "$root/scripts/openai_sdk_test.cjs"
+EMBEDD_OPENAI_BASE="http://$EMBEDD_HTTP/v1" NODE_PATH="$sdk/node_modules" node --test "$root/scripts/openai_sdk_test.cjs" "$root/scripts/openai_batch_test.cjs"
 embedd_stop
