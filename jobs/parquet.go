@@ -163,34 +163,32 @@ func (s *parquetSource) next(r *Record) (bool, error) {
 	var text []byte
 	var sawData bool
 	for _, v := range row {
-		switch v.Column() {
-		case s.idCol:
-			if v.IsNull() {
-				continue
-			}
+		if v.IsNull() {
+			continue
+		}
+		if v.Column() == s.idCol {
 			switch v.Kind() {
 			case parquet.ByteArray, parquet.FixedLenByteArray:
 				r.ID = string(v.ByteArray())
 			default:
 				r.ID = v.String()
 			}
-		case s.dataCol:
-			if v.IsNull() {
-				continue
-			}
-			sawData = true
-			if !s.in.Vectors {
-				text = v.ByteArray()
-				continue
-			}
-			switch v.Kind() {
-			case parquet.Float:
-				r.Vector = append(r.Vector, v.Float())
-			case parquet.Double:
-				r.Vector = append(r.Vector, float32(v.Double()))
-			default:
-				r.Err = fmt.Sprintf("column %q is not a list of floats", s.in.VectorField)
-			}
+		}
+		if v.Column() != s.dataCol {
+			continue
+		}
+		sawData = true
+		if !s.in.Vectors {
+			text = v.ByteArray()
+			continue
+		}
+		switch v.Kind() {
+		case parquet.Float:
+			r.Vector = append(r.Vector, v.Float())
+		case parquet.Double:
+			r.Vector = append(r.Vector, float32(v.Double()))
+		default:
+			r.Err = fmt.Sprintf("column %q is not a list of floats", s.in.VectorField)
 		}
 	}
 	switch {

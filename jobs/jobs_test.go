@@ -1,0 +1,353 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// writeInput writes n text lines, every 97th one failing in the fake
+// stage and every 211th empty, and returns its path.
+func writeInput(t *testing.T, n int) string {
+	t.Helper()
+	var b strings.Builder
+	for i := range n {
+		switch {
+		case i%211 == 5:
+			b.WriteString("\n")
+		case i%97 == 3:
+			fmt.Fprintf(&b, "FAIL %d\n", i)
+		default:
+			fmt.Fprintf(&b, "text number %d with some words\n", i)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "in.txt")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// reference runs job j without a job directory into dir/ref.<ext> and
+// returns the output's path.
+func reference(t *testing.T, in string, out Output) string {
+	t.Helper()
+	if _, err := Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in}, Stage: fakeStage(0, nil), Output: out, PartSize: 64}); err != nil {
+		t.Fatal(err)
+	}
+	return out.Path
+}
+
+// TestKillResumeIsByteIdentical kills a job process with SIGKILL at
+// random moments and reruns it until it finishes: the output and the error
+// file are byte-identical to an uninterrupted run's, and no part was
+// computed twice beyond those in flight at each kill.
+func TestKillResumeIsByteIdentical(t *testing.T) {
+	in := writeInput(t, 4000)
+	dir := t.TempDir()
+	ref := reference(t, in, Output{Path: filepath.Join(dir, "ref.jsonl"), ErrorsPath: filepath.Join(dir, "ref.jsonl.errors")})
+	out := filepath.Join(dir, "out.jsonl")
+	log := filepath.Join(dir, "parts.log")
+	rng := rand.New(rand.NewPCG(10, 1))
+	const part, workers = 40, 4 // 100 parts of 5 ms each, 4 at a time: ~125 ms a run
+	kills := 0
+	for round := 0; ; round++ {
+		if round == 200 {
+			t.Fatal("the job never finished")
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "EMBEDD_JOBS_CHILD=1", "EMBEDD_JOBS_IN="+in, "EMBEDD_JOBS_OUT="+out,
+			"EMBEDD_JOBS_DIR="+filepath.Join(dir, "job"), "EMBEDD_JOBS_LOG="+log, fmt.Sprintf("EMBEDD_JOBS_PART=%d", part))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("round %d: %v\n%s", round, err, stderr.String())
+			}
+		case <-time.After(time.Duration(10+rng.IntN(120)) * time.Millisecond):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			kills++
+			continue
+		}
+		break
+	}
+	if kills < 3 {
+		t.Fatalf("only %d kills landed before the job finished; the test needs a slower job", kills)
+	}
+	if !bytes.Equal(readFile(t, out), readFile(t, ref)) {
+		t.Fatal("output after kills and resumes differs from the uninterrupted run's")
+	}
+	if !bytes.Equal(readFile(t, out+".errors"), readFile(t, ref+".errors")) {
+		t.Fatal("error file after kills and resumes differs from the uninterrupted run's")
+	}
+	starts := map[string]int{}
+	extra := 0
+	for _, l := range strings.Fields(strings.ReplaceAll(string(readFile(t, log)), "line ", "")) {
+		starts[l]++
+		if starts[l] > 1 {
+			extra++
+		}
+	}
+	if len(starts) != 100 {
+		t.Fatalf("%d distinct parts started, want 100", len(starts))
+	}
+	// A kill loses the parts in flight: the 4 in the stage and the ones
+	// whose rename had not happened yet.
+	if extra > kills*workers {
+		t.Fatalf("%d parts computed again after %d kills; at most %d were in flight", extra, kills, kills*workers)
+	}
+	t.Logf("%d kills, %d parts computed again", kills, extra)
+}
+
+// TestShardsMergeByteIdentical runs n ∈ {1, 3, 7} shards into their own
+// job directories and merges them: JSONL, .npy with ids and Parquet
+// outputs, and the error file, are byte-identical to one process's.
+func TestShardsMergeByteIdentical(t *testing.T) {
+	in := writeInput(t, 3000)
+	dir := t.TempDir()
+	for _, ext := range []string{"jsonl", "npy", "parquet"} {
+		ref := reference(t, in, Output{Path: filepath.Join(dir, "ref."+ext), ErrorsPath: filepath.Join(dir, "ref."+ext+".errors")})
+		for _, n := range []int{1, 3, 7} {
+			var dirs []string
+			for i := range n {
+				jd := filepath.Join(dir, fmt.Sprintf("%s-%d-%d", ext, n, i))
+				// Reversed, so merge has to order them.
+				dirs = append([]string{jd}, dirs...)
+				_, err := Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in}, Stage: fakeStage(0, nil),
+					Output: Output{Path: filepath.Join(jd, "out."+ext), ErrorsPath: filepath.Join(jd, "errors")},
+					Dir:    jd, Shard: Shard{i, n}, PartSize: 100})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := filepath.Join(dir, fmt.Sprintf("merged-%d.%s", n, ext))
+			tot, err := Merge(dirs, Output{Path: got, ErrorsPath: got + ".errors"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tot.Read != 3000 || tot.Failed == 0 || tot.Written+tot.Failed != 3000 {
+				t.Fatalf("%s n=%d: totals %+v", ext, n, tot)
+			}
+			for _, suffix := range []string{"", ".errors"} {
+				if !bytes.Equal(readFile(t, got+suffix), readFile(t, ref+suffix)) {
+					t.Fatalf("%s, %d shards: merged %s differs from one process's", ext, n, got+suffix)
+				}
+			}
+			if ext == "npy" && !bytes.Equal(readFile(t, got+".ids"), readFile(t, ref+".ids")) {
+				t.Fatalf("%d shards: merged ids differ", n)
+			}
+		}
+	}
+	if _, err := Merge([]string{filepath.Join(dir, "jsonl-3-0"), filepath.Join(dir, "jsonl-3-2")}, Output{Path: filepath.Join(dir, "x")}); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("merge with a shard missing: %v, want ErrIncomplete", err)
+	}
+}
+
+// TestResumeRefusesAnotherJob: a changed input or parameter is refused,
+// naming what differs.
+func TestResumeRefusesAnotherJob(t *testing.T) {
+	in := writeInput(t, 300)
+	jd := filepath.Join(t.TempDir(), "job")
+	job := Job{Kind: "embed", Input: Input{Path: in}, Stage: fakeStage(0, nil), Output: Output{Path: filepath.Join(jd, "out.jsonl")}, Dir: jd, Params: map[string]string{"model": "a"}}
+	if _, err := Run(context.Background(), job); err != nil {
+		t.Fatal(err)
+	}
+	tot, err := Run(context.Background(), job)
+	if err != nil || tot.Resumed != 300 {
+		t.Fatalf("rerun of a finished job: %+v, %v; want every record resumed", tot, err)
+	}
+	job.Params = map[string]string{"model": "b"}
+	if _, err := Run(context.Background(), job); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), `--model was "a", now "b"`) {
+		t.Fatalf("changed parameter: %v", err)
+	}
+	job.Params = map[string]string{"model": "a"}
+	if err := os.WriteFile(in, append(readFile(t, in), "one more\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), job); !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), "input size") {
+		t.Fatalf("changed input: %v", err)
+	}
+}
+
+// TestBadInputLines: each kind of bad line is in the error file with its
+// line number and reason while the job goes on; MaxErrors stops it.
+func TestBadInputLines(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	lines := []string{
+		`{"id":"a","text":"fine"}`,
+		`{"id":"b","text":`,
+		`{"id":"c"}`,
+		"{\"id\":\"d\",\"text\":\"bad \xff utf-8\"}",
+		`{"id":"e","text":"` + strings.Repeat("x", 300) + `"}`,
+		`{"id":"f","text":""}`,
+		`{"id":7,"text":"numeric id"}`,
+		`{"id":"g","text":42}`,
+	}
+	if err := os.WriteFile(in, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.jsonl")
+	tot, err := Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in, MaxLineBytes: 200}, Stage: fakeStage(0, nil), Output: Output{Path: out, ErrorsPath: out + ".errors"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot.Read != 8 || tot.Written != 2 || tot.Failed != 6 {
+		t.Fatalf("totals %+v, want 8 read, 2 written, 6 failed", tot)
+	}
+	var ids []string
+	for _, l := range strings.Split(strings.TrimSpace(string(readFile(t, out))), "\n") {
+		var r struct{ ID string }
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	if strings.Join(ids, ",") != "a,7" {
+		t.Fatalf("written ids %v, want a,7", ids)
+	}
+	want := []string{
+		`{"line":2,"id":"2","error":"not a JSON object: unexpected end of JSON input"}`,
+		`{"line":3,"id":"c","error":"no \"text\" field"}`,
+		`{"line":4,"id":"4","error":"line is not valid UTF-8"}`,
+		`{"line":5,"id":"5","error":"line is over 200 bytes"}`,
+		`{"line":6,"id":"f","error":"empty text"}`,
+		`{"line":8,"id":"g","error":"field \"text\" is not a string"}`,
+	}
+	if got := strings.TrimSpace(string(readFile(t, out+".errors"))); got != strings.Join(want, "\n") {
+		t.Fatalf("error file:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+	jd := filepath.Join(dir, "job")
+	_, err = Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in, MaxLineBytes: 200}, Stage: fakeStage(0, nil), Output: Output{Path: out}, Dir: jd, PartSize: 2, Workers: 1, MaxErrors: 3})
+	if !errors.Is(err, ErrTooManyErrors) {
+		t.Fatalf("MaxErrors 3: %v, want ErrTooManyErrors", err)
+	}
+	if _, err := os.Stat(filepath.Join(jd, "done.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a stopped job wrote done.json")
+	}
+	tot, err = Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in, MaxLineBytes: 200}, Stage: fakeStage(0, nil), Output: Output{Path: out}, Dir: jd, PartSize: 2, Workers: 1})
+	if err != nil || tot.Resumed == 0 || tot.Failed != 6 {
+		t.Fatalf("resumed after MaxErrors: %+v, %v", tot, err)
+	}
+}
+
+// TestOpenAIBatchLines: OpenAI Batch API requests are recognised by shape
+// and answered with OpenAI's output lines; bad requests go to the error
+// file in the same shape.
+func TestOpenAIBatchLines(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "batch.jsonl")
+	reqs := `{"custom_id":"r1","method":"POST","url":"/v1/embeddings","body":{"model":"m","input":"hello"}}
+{"custom_id":"r2","method":"POST","url":"/v1/embeddings","body":{"model":"m","input":["a","b"]}}
+{"custom_id":"r3","method":"POST","url":"/v1/chat/completions","body":{"model":"m","input":"x"}}
+`
+	if err := os.WriteFile(in, []byte(reqs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := DetectInput(in); err != nil || f != InputOpenAI {
+		t.Fatalf("detected %q, %v", f, err)
+	}
+	out := filepath.Join(dir, "out.jsonl")
+	if _, err := Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in}, Stage: fakeStage(0, nil), Output: Output{Path: out, Format: OutputOpenAI, ErrorsPath: out + ".errors"}}); err != nil {
+		t.Fatal(err)
+	}
+	type line struct {
+		ID       string `json:"id"`
+		CustomID string `json:"custom_id"`
+		Response struct {
+			StatusCode int `json:"status_code"`
+			Body       struct {
+				Data []struct {
+					Index     int       `json:"index"`
+					Embedding []float32 `json:"embedding"`
+				} `json:"data"`
+				Error *struct{ Message string } `json:"error"`
+			} `json:"body"`
+		} `json:"response"`
+	}
+	parse := func(b []byte) []line {
+		var ls []line
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var x line
+			if err := json.Unmarshal([]byte(l), &x); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			ls = append(ls, x)
+		}
+		return ls
+	}
+	got := parse(readFile(t, out))
+	if len(got) != 2 || got[0].CustomID != "r1" || got[0].ID != "batch_req_1" || got[0].Response.StatusCode != 200 || len(got[1].Response.Body.Data) != 2 || got[1].Response.Body.Data[1].Index != 1 {
+		t.Fatalf("output %+v", got)
+	}
+	if v := got[1].Response.Body.Data[1].Embedding; len(v) != 8 || v[0] != fakeVector("b")[0] {
+		t.Fatalf("r2's second embedding %v, want fakeVector(\"b\")", v)
+	}
+	errs := parse(readFile(t, out+".errors"))
+	if len(errs) != 1 || errs[0].CustomID != "r3" || errs[0].Response.StatusCode != 400 || !strings.Contains(errs[0].Response.Body.Error.Message, "/v1/chat/completions") {
+		t.Fatalf("errors %+v", errs)
+	}
+}
+
+// TestParquetInput reads texts back from a Parquet file, by row groups
+// across shards.
+func TestParquetInput(t *testing.T) {
+	dir := t.TempDir()
+	in := writeInput(t, 20000)
+	pq := filepath.Join(dir, "in.parquet")
+	// A Parquet of (id, embedding) rows: read its ids back as the texts.
+	ref := reference(t, in, Output{Path: pq})
+	var all []string
+	for i := range 2 {
+		out := filepath.Join(dir, fmt.Sprintf("ids-%d.jsonl", i))
+		_, err := Run(context.Background(), Job{Kind: "embed", Input: Input{Path: ref, TextField: "id"}, Stage: fakeStage(0, nil), Output: Output{Path: out},
+			Dir: filepath.Join(dir, fmt.Sprintf("job-%d", i)), Shard: Shard{i, 2}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, strings.Split(strings.TrimSpace(string(readFile(t, out))), "\n")...)
+	}
+	n := 0
+	for i, l := range all {
+		var r struct {
+			ID        string
+			Embedding []float32
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Embedding[0] != fakeVector(r.ID)[0] {
+			t.Fatalf("row %d: id %s has the wrong vector", i, r.ID)
+		}
+		n++
+	}
+	if n < 19000 {
+		t.Fatalf("%d rows read back from two shards", n)
+	}
+}
