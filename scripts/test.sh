@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/setup.sh
+scripts/install_parquet_reader.sh # hyparquet, the jobs tests' independent Parquet reader
 export EMBEDD_REQUIRE_ORT=1 # a missing fixture fails the tests instead of skipping them
+export EMBEDD_REQUIRE_NODE=1 # and so does a missing Parquet reader
 
 echo "== test-model generator"
 scripts/test_gen_test_model.sh
