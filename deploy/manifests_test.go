@@ -305,11 +305,16 @@ func (w workload) podEnv(t *testing.T) map[string]string {
 func (w workload) configArg(t *testing.T) string {
 	t.Helper()
 	args := w.container(t).Args
-	i := slices.Index(args, "--config")
-	if i < 0 || i+1 >= len(args) {
-		t.Fatalf("%s: args %q have no --config FILE", w.name, args)
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--config="); ok {
+			return v
+		}
+		if a == "--config" && i+1 < len(args) {
+			return args[i+1]
+		}
 	}
-	return args[i+1]
+	t.Fatalf("%s: args %q have no --config FILE", w.name, args)
+	return ""
 }
 
 // mountOf returns the volume mount that holds path in the container and

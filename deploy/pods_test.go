@@ -53,7 +53,19 @@ func (lp localPod) path(p string) string {
 // volumes moves under root, and 0.0.0.0 (every interface) becomes the
 // pod's loopback host, keeping the port.
 func (lp localPod) value(s string) string {
+	if flag, v, ok := strings.Cut(s, "="); ok && strings.HasPrefix(flag, "-") {
+		return flag + "=" + lp.value(v)
+	}
 	return lp.path(strings.ReplaceAll(s, "0.0.0.0:", lp.host+":"))
+}
+
+// words maps each word of a shell command as value does.
+func (lp localPod) words(s string) string {
+	ws := strings.Fields(s)
+	for i, w := range ws {
+		ws[i] = lp.value(w)
+	}
+	return strings.Join(ws, " ")
 }
 
 // file maps a config file the same way: quoted paths on the volumes and
@@ -66,6 +78,17 @@ func (lp localPod) file(s string) string {
 	return strings.NewReplacer(pairs...).Replace(s)
 }
 
+// newLocalPod lays the container's volume mounts out under root, on a
+// loopback host of its own.
+func newLocalPod(root string, c corev1.Container) localPod {
+	lp := localPod{root: root, host: fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))}
+	for _, m := range c.VolumeMounts {
+		lp.mounts = append(lp.mounts, m.MountPath)
+	}
+	slices.SortFunc(lp.mounts, func(a, b string) int { return len(b) - len(a) })
+	return lp
+}
+
 // layOut creates the workload's volumes, as the kubelet would: ConfigMap
 // volumes hold their keys, the models volume holds the test model at each
 // model path the config names, the others are empty. It returns the pod,
@@ -73,11 +96,7 @@ func (lp localPod) file(s string) string {
 func layOut(t *testing.T, w workload) (localPod, []string, []string) {
 	t.Helper()
 	c := w.container(t)
-	lp := localPod{root: t.TempDir(), host: fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))}
-	for _, m := range c.VolumeMounts {
-		lp.mounts = append(lp.mounts, m.MountPath)
-	}
-	slices.SortFunc(lp.mounts, func(a, b string) int { return len(b) - len(a) })
+	lp := newLocalPod(t.TempDir(), c)
 	for _, m := range c.VolumeMounts {
 		dir := lp.root + m.MountPath
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -128,6 +129,29 @@ func startProc(t testing.TB, env []string, args ...string) *proc {
 		t.Fatalf("embedd %v did not listen within a minute:\n%s", args, p.logs)
 	}
 	return p
+}
+
+// runToEnd runs the embedd binary (or, when bin is not empty, that
+// program) with exactly env and args until it exits, for at most two
+// minutes, and returns its exit status and its output; an error when it
+// could not run or ran too long. It is safe to call from any goroutine.
+func runToEnd(t testing.TB, bin string, env []string, args ...string) (int, string, error) {
+	t.Helper()
+	if bin == "" {
+		bin = embeddBinary(t)
+	}
+	ctx, cancel := context.WithTimeout(background, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		return -1, string(out), fmt.Errorf("%s %q still runs after two minutes:\n%s", bin, args, out)
+	}
+	if _, exited := errors.AsType[*exec.ExitError](err); err != nil && !exited {
+		return -1, string(out), err
+	}
+	return cmd.ProcessState.ExitCode(), string(out), nil
 }
 
 // get fetches path from p's HTTP address with an API key (if not empty)
