@@ -52,6 +52,8 @@ commands:
   delete COLLECTION ID...
   get COLLECTION ID...
   search COLLECTION (--text T | --vector '[...]') [--k 10] [--filter key=value]...
+  batches submit FILE [--wait] | get ID | list | cancel ID | watch ID | download ID
+                                  OpenAI's Batch API over HTTP (--http HOST:PORT); see "batches -h"
 
 upsert, delete, get and search take --shards A,B,... for a collection split over servers by
 id (search also --partial); see their -h
@@ -86,6 +88,7 @@ var commands = map[string]command{
 	"delete":      deleteCmd,
 	"get":         getCmd,
 	"search":      searchCmd,
+	"batches":     batchesCmd,
 }
 
 // run is main without the process and its signals: it returns the exit
