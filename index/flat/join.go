@@ -325,8 +325,10 @@ func (j *joiner) offerBoth(st *blockState, a0, nq, s0, n int, diag bool) {
 	}
 	cols := j.heaps[s0 : s0+n]
 	cthr := st.cthr[:n]
+	cmin := cols[0].thr
 	for c := range cols {
 		cthr[c] = cols[c].thr
+		cmin = min(cmin, cthr[c])
 	}
 	for i := range nq {
 		rh := &st.local[i]
@@ -336,8 +338,15 @@ func (j *joiner) offerBoth(st *blockState, a0, nq, s0, n int, diag bool) {
 		if diag {
 			first = max(0, a0+i+1-s0) // only b's rows above a0+i
 		}
+		// Most scores beat neither threshold: one comparison with the
+		// lower of the two drops them (thresholds only rise, so bounds
+		// taken before the row stay valid).
+		lo := min(rthr, cmin)
 		for c := first; c < len(row); c++ {
 			s := row[c]
+			if s < lo {
+				continue
+			}
 			if s >= rthr {
 				rh.push(cand{s, s0 + c})
 				rthr = rh.thr
