@@ -101,7 +101,6 @@ func randomRecords(n int) []*embeddv1.Record {
 // server's, for every metric, for k below, near and above the record
 // count, also after deleting records of one shard.
 func TestShardsSearchIsExact(t *testing.T) {
-	ctx := context.Background()
 	recs := randomRecords(600)
 	for _, metric := range []embeddv1.Metric{embeddv1.Metric_METRIC_COSINE, embeddv1.Metric_METRIC_DOT, embeddv1.Metric_METRIC_L2} {
 		t.Run(metric.String(), func(t *testing.T) {
@@ -112,43 +111,13 @@ func TestShardsSearchIsExact(t *testing.T) {
 			}
 			check := func(k uint32) {
 				t.Helper()
-				req := &embeddv1.SearchRequest{Collection: "docs", Queries: queries, K: k}
-				want, err := s.whole.Search(ctx, req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := s.shards.Search(ctx, req, client.ShardedSearchOptions{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if len(got.Failed) != 0 {
-					t.Errorf("k=%d: failed shards %v", k, got.Failed)
-				}
-				for q := range want {
-					if !proto.Equal(got.Results[q], want[q]) {
-						t.Fatalf("k=%d query %d: sharded hits differ from one server's:\n got %v\nwant %v", k, q, got.Results[q], want[q])
-					}
-				}
+				clienttest.CheckShardedSearch(t, s.shards, s.whole, &embeddv1.SearchRequest{Collection: "docs", Queries: queries, K: k})
 			}
 			for _, k := range []uint32{1, 10, 599, 1000} {
 				check(k)
 			}
-			// Delete the best hits of query 0 that live on shard 1.
-			res, err := s.whole.Search(ctx, &embeddv1.SearchRequest{Collection: "docs", Queries: queries[:1], K: 50})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var gone []string
-			for _, h := range res[0].GetHits() {
-				if client.ShardOf(h.GetId(), 3) == 1 {
-					gone = append(gone, h.GetId())
-				}
-			}
-			if n, err := s.shards.Delete(ctx, "docs", gone); err != nil || n != uint64(len(gone)) {
-				t.Fatalf("sharded Delete = %d, %v; want %d", n, err, len(gone))
-			}
-			if _, err := s.whole.Delete(ctx, "docs", gone); err != nil {
-				t.Fatal(err)
+			if n := clienttest.DeleteBestOfShard(t, s.shards, s.whole, "docs", queries[0], 50, 1); n == 0 {
+				t.Fatal("no record of shard 1 among the best 50")
 			}
 			for _, k := range []uint32{1, 10, 1000} {
 				check(k)

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/embedd/embedd/client"
 	"github.com/embedd/embedd/client/clienttest"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
@@ -195,53 +193,15 @@ func TestShardedSearchExact(t *testing.T) {
 		qv = append(qv, randomVector(r, dim))
 	}
 	queries := vectorQueries(qv...)
-	check := func(name string, k uint32) {
-		t.Helper()
-		req := &embeddv1.SearchRequest{Collection: name, Queries: queries, K: k}
-		want, err := cl.whole.Search(background, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := cl.shards.Search(background, req, client.ShardedSearchOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for q := range want {
-			if len(want[q].GetHits()) != int(k) {
-				t.Fatalf("%s k=%d: one process returned %d hits", name, k, len(want[q].GetHits()))
-			}
-			if !proto.Equal(got.Results[q], want[q]) {
-				for i, h := range want[q].GetHits() {
-					if g := got.Results[q].GetHits()[i]; !proto.Equal(g, h) {
-						t.Fatalf("%s k=%d query %d: hit %d is %v over the shards, %v in one process", name, k, q, i, g, h)
-					}
-				}
-			}
-		}
-	}
 	for name := range collections {
 		for _, k := range []uint32{1, 10, 1000} {
-			check(name, k)
+			clienttest.CheckShardedSearch(t, cl.shards, cl.whole, &embeddv1.SearchRequest{Collection: name, Queries: queries, K: k})
 		}
-		// Delete what shard 1 holds among the best 1000 of the first query.
-		res, err := cl.whole.Search(background, &embeddv1.SearchRequest{Collection: name, Queries: queries[:1], K: 1000})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var gone []string
-		for _, h := range res[0].GetHits() {
-			if client.ShardOf(h.GetId(), 3) == 1 {
-				gone = append(gone, h.GetId())
-			}
-		}
-		if d, err := cl.shards.Delete(background, name, gone); err != nil || d != uint64(len(gone)) || len(gone) < 200 {
-			t.Fatalf("sharded Delete of %d records: %d, %v", len(gone), d, err)
-		}
-		if _, err := cl.whole.Delete(background, name, gone); err != nil {
-			t.Fatal(err)
+		if n := clienttest.DeleteBestOfShard(t, cl.shards, cl.whole, name, queries[0], 1000, 1); n < 200 {
+			t.Fatalf("%s: only %d of the best 1000 were on shard 1", name, n)
 		}
 		for _, k := range []uint32{1, 10, 1000} {
-			check(name, k)
+			clienttest.CheckShardedSearch(t, cl.shards, cl.whole, &embeddv1.SearchRequest{Collection: name, Queries: queries, K: k})
 		}
 	}
 }
