@@ -7,6 +7,11 @@
 // transient failures with exponential backoff and jitter, honouring the
 // server's retry hints and the call's deadline (RetryPolicy). Errors keep
 // their gRPC status: status.Code(err) tells what went wrong.
+//
+// A "dns:///host:port" target balances calls round-robin over every address
+// of the name (the pods of a Kubernetes headless Service). Shards (see
+// DialShards) is a collection split over several servers by ShardOf, with
+// writes routed to each record's shard and an exact scatter-gather Search.
 package client
 
 import (
