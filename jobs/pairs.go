@@ -57,6 +57,9 @@ type PairsJob struct {
 	Output Output
 	// Workers is the goroutines of the join; 0 all cores.
 	Workers int
+	// BlockRows is the join's rows per block (and threshold part); 0 lets
+	// package flat choose.
+	BlockRows int
 	// Progress is called about every second with rows done of rows.
 	Progress func(Progress)
 }
@@ -151,7 +154,7 @@ func RunPairs(ctx context.Context, p PairsJob) (_ PairsTotals, err error) {
 
 // prepare creates dir with the job's manifest, or checks it.
 func (p *PairsJob) prepare(dir string) error {
-	params := map[string]string{"metric": p.Metric.String(), "k": strconv.Itoa(p.K), "threshold": strconv.FormatFloat(float64(p.Threshold), 'g', -1, 32), "dedup": strconv.FormatBool(p.Dedup)}
+	params := map[string]string{"metric": p.Metric.String(), "k": strconv.Itoa(p.K), "block-rows": strconv.Itoa(p.BlockRows), "threshold": strconv.FormatFloat(float64(p.Threshold), 'g', -1, 32), "dedup": strconv.FormatBool(p.Dedup)}
 	for k, v := range p.Params {
 		params[k] = v
 	}
@@ -367,7 +370,7 @@ func checkUnit(m flat.Matrix) error {
 
 // topK writes each row of a with its K best partners.
 func (p *PairsJob) topK(ctx context.Context, a, b *vectors, tot *PairsTotals) error {
-	o := flat.JoinOptions{Metric: p.Metric, K: p.K, Workers: p.Workers}
+	o := flat.JoinOptions{Metric: p.Metric, K: p.K, Workers: p.Workers, BlockRows: p.BlockRows}
 	var hits [][]flat.Hit
 	var err error
 	stop := p.reportJoin(len(a.ids))
@@ -447,7 +450,7 @@ func (p *PairsJob) threshold(ctx context.Context, dir string, a, b *vectors, tot
 		maxBlock = int(min(p.MaxPairs, int64(maxBlock)))
 	}
 	var capped atomic.Bool
-	o := flat.JoinOptions{Metric: p.Metric, Threshold: p.Threshold, MaxBlockPairs: maxBlock, Workers: p.Workers,
+	o := flat.JoinOptions{Metric: p.Metric, Threshold: p.Threshold, MaxBlockPairs: maxBlock, Workers: p.Workers, BlockRows: p.BlockRows,
 		SkipBlock: func(blk int) bool { _, ok := have[blk]; return ok },
 		Pairs: func(blk int, pairs []flat.Pair, truncated bool) error {
 			if truncated {
