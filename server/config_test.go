@@ -66,6 +66,9 @@ func TestValidateNamesFieldValueAndRule(t *testing.T) {
 		{"tls half", func(c *Config) { c.TLSCert = "/x/cert.pem" }, "tls_cert/tls_key"},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, `log_level: "loud" is not one of debug, info, warn, error`},
 		{"rate", func(c *Config) { c.RateLimit = -1 }, "rate_limit: -1 is not in [0, 1e6]"},
+		{"connection age negative", func(c *Config) { c.MaxConnectionAge = core.Duration(-time.Second) }, `max_connection_age: "-1s"`},
+		{"connection age too long", func(c *Config) { c.MaxConnectionAge = core.Duration(721 * time.Hour) }, `max_connection_age: "721h0m0s"`},
+		{"connection grace without age", func(c *Config) { c.MaxConnectionAgeGrace = core.Duration(5 * time.Second) }, `max_connection_age_grace: "5s" is set but max_connection_age is 0`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
