@@ -85,7 +85,7 @@ for cmd in "${examples[@]}"; do
     echo "walkthrough: the README command printed nothing: $cmd" >&2
     exit 1
   fi
-  printf '%s\n' "$out" | head -c 300 | head -3 | sed 's/^/   /'
+  printf '%s\n' "$out" | head -3 | cut -c1-160 | sed 's/^/   /'
   passed=$((passed + 1))
 done
 

@@ -2,6 +2,9 @@ package server
 
 import (
 	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -52,5 +55,32 @@ func TestOpenAIModels(t *testing.T) {
 	code, body = get(t, ts.httpBase+"/v1/models/gpt-9", "")
 	if code != 404 || !strings.Contains(body, `"type":"invalid_request_error"`) || !strings.Contains(body, `model: \"gpt-9\" is not a model this server serves`) {
 		t.Errorf("GET /v1/models/gpt-9: %d %s", code, body)
+	}
+}
+
+// Issue 12.7: a /readyz probe answered 503 while the models load is
+// expected: it is logged below ERROR.
+func TestReadyzWhileLoadingIsNoError(t *testing.T) {
+	var logs strings.Builder
+	s, err := New(testConfig(), WithLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.httpHandler()
+	for _, path := range []string{"/readyz", "/v1/models"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("%s while loading: %d, want 503", path, rec.Code)
+		}
+	}
+	levels := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var r struct{ Level, Path string }
+		json.Unmarshal([]byte(l), &r)
+		levels[r.Path] = r.Level
+	}
+	if levels["/readyz"] != "DEBUG" || levels["/v1/models"] != "ERROR" {
+		t.Errorf("log levels %v: want /readyz's 503 at DEBUG, another route's 503 at ERROR", levels)
 	}
 }

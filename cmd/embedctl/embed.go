@@ -8,6 +8,9 @@ import (
 	"iter"
 	"slices"
 	"strconv"
+	"strings"
+
+	"google.golang.org/grpc/status"
 
 	"github.com/embedd/embedd/client"
 )
@@ -150,13 +153,37 @@ func embedCmd(e *env, args []string) int {
 	return 0
 }
 
-// textsErr places a request's error among the inputs ("line" or "text"),
-// 1-based as editors count lines: "lines 257-512: INVALID_ARGUMENT:
-// texts[3]: ...", where the server's texts[i] counts within the request.
+// textsErr places a request's error among the inputs: texts are counted
+// from 0, as the output's "index" is, lines from 1, as editors count them.
+// A server error that names one of the request's texts ("texts[3]: ...",
+// counted within the request) is placed at that text: "text 259 (line
+// 260): INVALID_ARGUMENT: ...", with the models' hint for over-long texts
+// naming --truncate. Otherwise the request's range is named: "lines
+// 257-512: ...".
 func textsErr(first, n int, what string, err error) error {
-	where := fmt.Sprintf("%s %d", what, first+1)
+	var gs interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &gs) {
+		st := gs.GRPCStatus()
+		var i int
+		if rest, found := strings.CutPrefix(st.Message(), "texts["); found {
+			if _, serr := fmt.Sscanf(rest, "%d]: ", &i); serr == nil && i >= 0 && i < n {
+				_, msg, _ := strings.Cut(rest, "]: ")
+				where := fmt.Sprintf("text %d", first+i)
+				if what == "line" {
+					where += fmt.Sprintf(" (line %d)", first+i+1)
+				}
+				msg = strings.Replace(msg, "(allow truncation to cut it)", "(leave out --truncate=false to cut it)", 1)
+				return &placedError{where: where, err: status.Error(st.Code(), msg)}
+			}
+		}
+	}
+	base := 0
+	if what == "line" {
+		base = 1
+	}
+	where := fmt.Sprintf("%s %d", what, first+base)
 	if n > 1 {
-		where = fmt.Sprintf("%ss %d-%d", what, first+1, first+n)
+		where = fmt.Sprintf("%ss %d-%d", what, first+base, first+base+n-1)
 	}
 	return &placedError{where: where, err: err}
 }

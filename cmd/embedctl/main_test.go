@@ -109,8 +109,9 @@ func TestEmbedErrors(t *testing.T) {
 	s := clienttest.Start(t, clienttest.Config{})
 	in := "fine\n" + strings.Repeat("ok\n", 150) + "invalid: this one\nnever sent\n"
 	r := embedctl(t, s, in, "embed", "--chunk", "100").want(t, 1)
-	// Chunk 2 holds lines 101-153; the server names the text within it.
-	if want := "embedctl embed: lines 101-153: INVALID_ARGUMENT: texts[51]:"; !strings.HasPrefix(r.stderr, want) {
+	// Chunk 2 holds texts 100-152; the server names texts[51] within it:
+	// text 151 (counted from 0, as the output's index) on line 152.
+	if want := "embedctl embed: text 151 (line 152): INVALID_ARGUMENT: "; !strings.HasPrefix(r.stderr, want) {
 		t.Errorf("stderr %q, want it to start %q", r.stderr, want)
 	}
 	if n := len(jsonLines[embedLine](t, r.stdout)); n != 100 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,36 @@ import (
 	"github.com/embedd/embedd/models"
 )
 
+// The flags several commands share: each has one name, one meaning and one
+// help text wherever it appears.
+
+// configFlag registers --config into p.
+func configFlag(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "config", "", "server config `file` (JSON; the EMBEDD_* environment overrides it); default: the test model of scripts/setup.sh")
+}
+
+// ortLibFlag registers --ort-lib into p.
+func ortLibFlag(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "ort-lib", "", "ONNX Runtime library `path` (default: the config's, $ORT_LIB, then .cache/ort)")
+}
+
+// dataDirFlag registers --data-dir.
+func dataDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("data-dir", "", "the collections' data `dir` (default: the config's data_dir, else $EMBEDD_DATA_DIR, else embedd-data)")
+}
+
+// parseArgs parses args into fs. ok is false when the command must stop
+// with code: 0 after -h (the usage is printed), 2 for misuse.
+func parseArgs(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
 // modelFlags are the flags every model-using command shares.
 type modelFlags struct {
 	config string
@@ -20,9 +51,9 @@ type modelFlags struct {
 }
 
 func (f *modelFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.config, "config", "", "server config `file` (JSON; its models are used); default: the test model from scripts/setup.sh")
+	configFlag(fs, &f.config)
 	fs.StringVar(&f.model, "model", "", "model `id` (default: the config's default model)")
-	fs.StringVar(&f.ortLib, "ort-lib", "", "ONNX Runtime library `path` (default: ORT_LIB, then .cache/ort)")
+	ortLibFlag(fs, &f.ortLib)
 }
 
 // open loads the registry and picks the model; the caller closes the registry.

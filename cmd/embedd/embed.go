@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/embedd/embedd/core"
@@ -33,8 +34,8 @@ func embedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: embedd embed [flags] [TEXT...]\n\nEmbeds the texts given as arguments, or else one text per line of stdin,\nand prints one JSON line {\"index\": i, \"embedding\": [...]} per text.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
 	}
 	opts := models.Options{Dimensions: *dims}
 	switch *normalize {
@@ -92,14 +93,21 @@ func embedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 // inputError renames a chunk's "texts[i]" field as the input's index
-// (counted from 0, as the output's "index" is).
+// (counted from 0, as the output's "index" is), and names the flag where
+// the core's hint names the API's option.
 func inputError(first int, err error) error {
 	e := core.AsError(err)
 	var i int
 	if _, serr := fmt.Sscanf(e.Field, "texts[%d]", &i); serr == nil {
-		return fmt.Errorf("text %d: %s", first+i, e.Msg)
+		return fmt.Errorf("text %d: %s", first+i, flagHint(e.Msg))
 	}
 	return e
+}
+
+// flagHint rewrites the models' hint for over-long texts, which names the
+// API's truncation option, as this command's flag.
+func flagHint(msg string) string {
+	return strings.Replace(msg, "(allow truncation to cut it)", "(leave out --truncate=false to cut it)", 1)
 }
 
 // forChunks calls fn with consecutive chunks of up to n lines of r and the

@@ -43,7 +43,7 @@ func TestImportExportJSONL(t *testing.T) {
 	}
 	src := filepath.Join(t.TempDir(), "in.jsonl")
 	os.WriteFile(src, []byte(in.String()), 0o644)
-	if code, _, stderr := runCmd(t, "", "import", "--data-dir", data, "docs", src); code != 1 || !strings.Contains(stderr, "give --dim to create it") {
+	if code, _, stderr := runCmd(t, "", "import", "--data-dir", data, "docs", src); code != 1 || !strings.Contains(stderr, "give --dim N (and --metric) to create it") {
 		t.Errorf("import into a missing collection without --dim: exit %d %q", code, stderr)
 	}
 	code, out, stderr := runCmd(t, "", "import", "--data-dir", data, "--dim", "4", "--metric", "dot", "docs", src)

@@ -141,7 +141,7 @@ func TestCommandErrors(t *testing.T) {
 		{"ort lib is not a library", "", []string{"embed", "--ort-lib", notALib, "x"}, 1, "loading ONNX Runtime from"},
 		{"ort lib missing", "", []string{"embed", "--ort-lib", "/nonexistent/libonnxruntime.so.1", "x"}, 1, "/nonexistent/libonnxruntime.so.1"},
 		{"serve, search on a missing GPU", "", []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "off", "--search-device", "cuda:1"}, 1, "search_device"},
-		{"tokenize invalid utf-8", "fine\n\xc3\x28\n", []string{"tokenize"}, 1, "line 2 is not valid UTF-8"},
+		{"tokenize invalid utf-8", "fine\n\xc3\x28\n", []string{"tokenize"}, 1, "text 1 (line 2) is not valid UTF-8"},
 		{"tokenize with args", "", []string{"tokenize", "text"}, 2, "texts come on stdin"},
 	}
 	for _, c := range cases {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"go.opentelemetry.io/otel"
@@ -34,19 +35,25 @@ func loadServerConfig(path string) (server.Config, error) {
 func serveCmd(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	config := fs.String("config", "", "server config `file` (JSON); default: the test model of scripts/setup.sh")
+	var config, ortLib string
+	configFlag(fs, &config)
+	dataDir := dataDirFlag(fs)
 	grpcAddr := fs.String("grpc-addr", "", "gRPC listen `address` (overrides config and EMBEDD_GRPC_ADDR)")
 	httpAddr := fs.String("http-addr", "", `HTTP listen address, or "off" (overrides config and EMBEDD_HTTP_ADDR)`)
-	ortLib := fs.String("ort-lib", "", "ONNX Runtime library `path`")
+	ortLibFlag(fs, &ortLib)
 	searchDevice := fs.String("search-device", "", "search backend: cpu, cuda, cuda:N or auto (overrides config)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: embedd serve [flags]\n\nServes the gRPC embedding API and the OpenAI-compatible HTTP endpoint\nuntil SIGINT or SIGTERM, then drains and exits 0.\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "embedd serve: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	cfg, err := loadServerConfig(*config)
+	cfg, err := loadServerConfig(config)
 	if err != nil {
 		fmt.Fprintf(stderr, "embedd serve: %v\n", err)
 		return 1
@@ -57,8 +64,11 @@ func serveCmd(args []string, stderr io.Writer) int {
 	if *httpAddr != "" {
 		cfg.HTTPAddr = *httpAddr
 	}
-	if *ortLib != "" {
-		cfg.ORTLib = *ortLib
+	if ortLib != "" {
+		cfg.ORTLib = ortLib
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
 	}
 	if *searchDevice != "" {
 		cfg.SearchDevice = *searchDevice
@@ -68,7 +78,7 @@ func serveCmd(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "embedd serve: log_level: %v\n", err)
 		return 1
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}))
 	if cfg.Tracing.On() {
 		// The span exporter reports failed exports to OpenTelemetry's
 		// global handler, not to a caller: log them as ours.
@@ -101,9 +111,26 @@ func serveCmd(args []string, stderr io.Writer) int {
 	return 0
 }
 
+// durationsAsText logs durations as Go writes them ("30s"), not as
+// nanosecond integers.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+const configUsage = "usage: embedd config check FILE\n\nValidates a server config (with the EMBEDD_* environment applied) and its model\nfolders without starting; every problem names the field, the value and the rule."
+
 func configCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 2 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: embedd config check FILE")
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fmt.Fprintln(stdout, configUsage)
+			return 0
+		}
+	}
+	if len(args) != 2 || args[0] != "check" || strings.HasPrefix(args[1], "-") {
+		fmt.Fprintln(stderr, configUsage)
 		return 2
 	}
 	cfg, err := loadServerConfig(args[1])

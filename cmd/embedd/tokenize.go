@@ -19,8 +19,8 @@ func tokenizeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: embedd tokenize [flags] < lines\n\nPrints one JSON line {\"ids\": [...]} per input line, with [CLS] and [SEP].\n\nflags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "embedd tokenize: unexpected argument %q: texts come on stdin\n", fs.Arg(0))
@@ -48,7 +48,8 @@ func tokenizeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		n++
 		if !utf8.ValidString(text) {
 			out.Flush()
-			fmt.Fprintf(stderr, "embedd tokenize: line %d is not valid UTF-8\n", n)
+			// Counted from 0, as embed's "index" and its errors are.
+			fmt.Fprintf(stderr, "embedd tokenize: text %d (line %d) is not valid UTF-8\n", n-1, n)
 			return 1
 		}
 		ids, _ = m.Tokenizer().Encode(ids[:0], text, maxLen)
