@@ -34,11 +34,11 @@ func Verify(dir string) (VerifyReport, error) {
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	// A writer's compaction may remove the files of the checkpoint read
-	// first; then read it again.
+	// A writer's checkpoint or compaction may remove the files or WAL
+	// segments of the checkpoint read first; then read it again.
 	for attempt := 0; ; attempt++ {
 		rep, err := verifyOnce(dir, man)
-		if errors.Is(err, fs.ErrNotExist) && attempt < 20 {
+		if (errors.Is(err, fs.ErrNotExist) || errors.Is(err, errRetry)) && attempt < 20 {
 			continue
 		}
 		return rep, err

@@ -124,3 +124,38 @@ func TestCheckpointVersion1StillOpens(t *testing.T) {
 		t.Fatalf("Verify after the next checkpoint = %+v, %v", rep, err)
 	}
 }
+
+// TestVerifyBesideBusyWriter: Verify reads while a writer appends,
+// checkpoints and compacts; records being written and files being replaced
+// must not read as damage.
+func TestVerifyBesideBusyWriter(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Create(dir, Spec{Dim: 8, Metric: L2}, WithCheckpointBytes(16<<10), WithAutoCompact(0.3, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			if err := c.Upsert(ctx, []Record{rec(fmt.Sprint(i%50), testVec(8, float32(i)))}); err != nil && ctx.Err() == nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	// Until the writer has compacted (rotating the WAL, replacing
+	// CHECKPOINT and the data files) a good number of times.
+	for n := 0; c.Stats().Compactions < 50; n++ {
+		if _, err := Verify(dir); err != nil {
+			t.Fatalf("Verify %d beside a writer: %v (stats %+v)", n, err, c.Stats())
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

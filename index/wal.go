@@ -205,6 +205,7 @@ type walDamage struct {
 	off    int64
 	reason string
 	next   int64 // replaySalvage: offset of the next intact record in the file, 0 if none
+	seq    bool  // the record checks but its seq is out of order (else its bytes do not check)
 }
 
 func (d *walDamage) Error() string {
@@ -345,7 +346,8 @@ const (
 	// error.
 	replayStrict
 	// replayVerify (Verify): as replayRecover, but a torn tail is left as
-	// it is (a writer may be appending to it).
+	// it is (a writer may be appending to it), and a gap is errRetry (a
+	// writer checkpointed meanwhile), as for replayReadOnly.
 	replayVerify
 	// replaySalvage (Repair): damage is skipped: replay resumes at the next
 	// intact record after it, counting the seqs lost to it, and reports
@@ -397,6 +399,13 @@ func replayWAL(dir string, after uint64, mode replayMode, log *slog.Logger, appl
 			return res, nil
 		case replayStrict:
 			return res, corruptf("%w", damage)
+		}
+		if mode == replayVerify && !damage.seq {
+			// Beside a writer, the "damage" may be a record being written:
+			// if it checks when read again, the log is fine up to here.
+			if off, _, err := nextIntact(damage.path, damage.off-1, max(res.last, after)); err != nil || off == damage.off {
+				return res, err
+			}
 		}
 		// replayRecover: only a tail may be cut.
 		if err := onlyTail(segs[i:], damage, max(res.last, after)); err != nil || mode == replayVerify {
@@ -475,9 +484,9 @@ func replaySegment(seg walSegment, after uint64, mode replayMode, res *replayRes
 		seq := binary.LittleEndian.Uint64(p)
 		switch {
 		case first && seq != seg.start:
-			damage = &walDamage{path: seg.path, off: start, reason: fmt.Sprintf("first record has seq %d, want the segment's start %d", seq, seg.start)}
+			damage = &walDamage{path: seg.path, off: start, reason: fmt.Sprintf("first record has seq %d, want the segment's start %d", seq, seg.start), seq: true}
 		case *expect != 0 && seq != *expect:
-			damage = &walDamage{path: seg.path, off: start, reason: fmt.Sprintf("record has seq %d, want %d", seq, *expect)}
+			damage = &walDamage{path: seg.path, off: start, reason: fmt.Sprintf("record has seq %d, want %d", seq, *expect), seq: true}
 		}
 		if damage != nil {
 			continue
@@ -486,7 +495,7 @@ func replaySegment(seg walSegment, after uint64, mode replayMode, res *replayRes
 		if seq > after {
 			if seq != res.last+1 {
 				switch mode {
-				case replayReadOnly:
+				case replayReadOnly, replayVerify:
 					return nil, errRetry
 				case replaySalvage:
 					res.lost += seq - res.last - 1 // seq > res.last: nextIntact saw to it
