@@ -45,7 +45,7 @@ type SearchOptions struct {
 // comes from that one snapshot. k must be in [1, MaxK]; each query must
 // have the collection's dimension and finite components, and under cosine
 // a norm that can be normalised (not zero, subnormal or overflowing; see
-// vec.Normalize). The queries are normalised once, by the collection's
+// vec.Norm). The queries are normalised once, by the collection's
 // Backend (WithBackend; CPUBackend by default), which runs the scoring.
 func (c *Collection) Search(ctx context.Context, queries [][]float32, k int, o SearchOptions) ([][]Result, error) {
 	if c == nil {
@@ -65,7 +65,7 @@ func (c *Collection) Search(ctx context.Context, queries [][]float32, k int, o S
 	dim := c.man.Dim
 	q := make([]float32, 0, len(queries)*dim)
 	for i, v := range queries {
-		if _, err := checkVector(v, dim, c.man.Metric, where{kind: "query", i: i}); err != nil {
+		if err := checkVector(v, dim, c.man.Metric, where{kind: "query", i: i}); err != nil {
 			return nil, err
 		}
 		q = append(q, v...)

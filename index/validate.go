@@ -172,50 +172,50 @@ func validID(id string, w where) error {
 
 // checkVector checks v against the collection's dimension and metric (the
 // dimension, finite components, and a norm the metric can use: under
-// cosine one vec.Normalize accepts, otherwise a squared norm float32 can
-// hold) and returns its stored form: under cosine a normalised copy,
-// otherwise v itself. what names the vector in errors.
-func checkVector(v []float32, dim int, metric Metric, what where) ([]float32, error) {
+// cosine one vec.Norm accepts, otherwise a squared norm float32 can hold).
+// what names the vector in errors.
+func checkVector(v []float32, dim int, metric Metric, what where) error {
 	if len(v) != dim {
-		return nil, invalidf("%v: vector has %d dimensions, want %d", what, len(v), dim)
+		return invalidf("%v: vector has %d dimensions, want %d", what, len(v), dim)
 	}
 	for j, x := range v {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return nil, invalidf("%v: vector component %d is %v", what, j, x)
+			return invalidf("%v: vector component %d is %v", what, j, x)
 		}
 	}
 	if metric == Cosine {
-		return unitVector(v, what)
+		if norm, ok := vec.Norm(v); !ok {
+			return noDirection(norm, what)
+		}
+		return nil
 	}
 	if math.IsInf(float64(float32(vec.SquaredNorm(v))), 0) {
-		return nil, invalidf("%v: vector's squared norm overflows float32", what)
+		return invalidf("%v: vector's squared norm overflows float32", what)
 	}
-	return v, nil
+	return nil
 }
 
-// unitVector returns a copy of v normalised by vec.Normalize, or why it
-// cannot be.
-func unitVector(v []float32, what where) ([]float32, error) {
-	u := slices.Clone(v)
-	norm, ok := vec.Normalize(u)
+// noDirection says why vec.Norm refused a vector of this norm.
+func noDirection(norm float64, what where) error {
 	switch {
-	case ok:
-		return u, nil
 	case norm == 0:
-		return nil, invalidf("%v: zero vector under the cosine metric", what)
+		return invalidf("%v: zero vector under the cosine metric", what)
 	case norm < vec.MinNorm:
-		return nil, invalidf("%v: vector norm %g is below %g (subnormal components) under the cosine metric: its direction cannot be normalised", what, norm, vec.MinNorm)
-	default:
-		return nil, invalidf("%v: vector norm %g is not finite under the cosine metric", what, norm)
+		return invalidf("%v: vector norm %g is below %g (subnormal components) under the cosine metric: its direction cannot be normalised", what, norm, vec.MinNorm)
 	}
+	return invalidf("%v: vector norm %g is not finite under the cosine metric", what, norm)
 }
 
 // appendVector checks v (see checkVector) and appends its stored form to
-// dst as little-endian float32.
+// dst as little-endian float32: under cosine normalised by vec.Normalize,
+// otherwise as it is.
 func appendVector(dst []byte, v []float32, dim int, metric Metric, what where) ([]byte, error) {
-	v, err := checkVector(v, dim, metric, what)
-	if err != nil {
+	if err := checkVector(v, dim, metric, what); err != nil {
 		return dst, err
+	}
+	if metric == Cosine {
+		v = slices.Clone(v)
+		vec.Normalize(v) // checkVector saw that it can be
 	}
 	for _, x := range v {
 		dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(x))

@@ -20,13 +20,20 @@ func SquaredNorm(v []float32) float64 {
 	return s
 }
 
-// Normalize scales v in place to unit L2 norm, each component scaled in
-// float64, and returns the norm v had. A vector whose norm is zero, below
-// MinNorm, or not finite (an Inf or NaN component) is left as it is and ok
-// is false: it has no direction a cosine could use.
-func Normalize(v []float32) (norm float64, ok bool) {
+// Norm returns v's L2 norm and whether Normalize accepts v: a norm that is
+// zero, below MinNorm, or not finite (an Inf or NaN component) is not ok,
+// since such a vector has no direction a cosine could use. It is the check
+// alone, for callers that validate a vector someone else normalises.
+func Norm(v []float32) (norm float64, ok bool) {
 	norm = math.Sqrt(SquaredNorm(v))
-	if !(norm >= MinNorm) || math.IsInf(norm, 0) { // !(>=) is true for NaN too
+	return norm, norm >= MinNorm && !math.IsInf(norm, 0) // false for NaN too
+}
+
+// Normalize scales v in place to unit L2 norm, each component scaled in
+// float64, and returns the norm v had. A vector Norm does not accept is
+// left as it is and ok is false.
+func Normalize(v []float32) (norm float64, ok bool) {
+	if norm, ok = Norm(v); !ok {
 		return norm, false
 	}
 	inv := 1 / norm

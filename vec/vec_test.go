@@ -47,3 +47,14 @@ func TestNormalizeExactValues(t *testing.T) {
 		t.Fatalf("Normalize([3 4]) = %v, norm %v; want [0.6 0.8], 5", v, norm)
 	}
 }
+
+// TestNormIsNormalizesRule: Norm accepts exactly what Normalize does.
+func TestNormIsNormalizesRule(t *testing.T) {
+	for _, v := range [][]float32{{3, 4}, {0, 0}, {1e-45, 0}, {0x1p-126, 0}, {float32(math.Inf(1)), 0}, {float32(math.NaN())}, {3e38, 3e38}} {
+		n1, ok1 := Norm(v)
+		n2, ok2 := Normalize(append([]float32(nil), v...))
+		if ok1 != ok2 || (n1 != n2 && !math.IsNaN(n1)) {
+			t.Errorf("%v: Norm %v %v, Normalize %v %v", v, n1, ok1, n2, ok2)
+		}
+	}
+}
