@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // BenchmarkFilteredSearch is one query, k=10, over 1M rows of dimension 16
 // whose JSON metadata has 8 languages, with the filter {"lang": "en"}
-// (1/8 of the rows): what the filter costs per search once the collection
-// is warm.
+// (1/8 of the rows): what the filter costs per search once the field is
+// indexed, and (first-search-ms) the first search, which indexes it.
 func BenchmarkFilteredSearch(b *testing.B) {
 	const dim, n, batch = 16, 1_000_000, 10_000
 	c := testCollection(b, dim, Cosine, WithCheckpointBytes(0))
@@ -36,9 +37,11 @@ func BenchmarkFilteredSearch(b *testing.B) {
 			b.Fatal(len(res), err)
 		}
 	}
-	search()
-	b.ResetTimer()
+	start := time.Now()
+	search() // indexes the field
+	first := time.Since(start)
 	for b.Loop() {
 		search()
 	}
+	b.ReportMetric(float64(first.Milliseconds()), "first-search-ms")
 }
