@@ -28,32 +28,51 @@ type RegistryConfig struct {
 	Models []Config `json:"models"`
 }
 
-// DefaultModelID is the id of the model embedd serves with no configuration:
-// the test model scripts/setup.sh generates (all-MiniLM-L6-v2's shape, random
-// weights) in .cache/models/.
+// DefaultModelID is the id of the random-weight transformer embedd serves
+// with no configuration, for speed figures: the test model scripts/setup.sh
+// generates (all-MiniLM-L6-v2's shape, random weights) in .cache/models/.
 const DefaultModelID = "minilm-l6-random"
+
+// DefaultStaticModelID is the id of the static embedding model
+// scripts/setup.sh trains into .cache/models/static-en
+// (scripts/train_static.py): with no configuration it is the default model,
+// the one whose answers mean something.
+const DefaultStaticModelID = "static-en"
 
 // DefaultRegistryConfig is the configuration used with no config file: the
 // model folder in the EMBEDD_MODEL_DIR environment variable, else
-// .cache/models/minilm-l6-random in the working directory or a parent of it.
+// .cache/models/minilm-l6-random in the working directory or a parent of it;
+// then, where .cache/models/static-en is found the same way, that static
+// model as the default.
 func DefaultRegistryConfig() RegistryConfig {
 	dir := os.Getenv("EMBEDD_MODEL_DIR")
 	if dir == "" {
-		dir = filepath.Join(".cache", "models", DefaultModelID)
-		if wd, err := os.Getwd(); err == nil {
-			for d := wd; ; d = filepath.Dir(d) {
-				p := filepath.Join(d, ".cache", "models", DefaultModelID)
-				if _, err := os.Stat(p); err == nil {
-					dir = p
-					break
-				}
-				if filepath.Dir(d) == d {
-					break
-				}
-			}
+		dir = findUp(filepath.Join(".cache", "models", DefaultModelID))
+	}
+	cfg := RegistryConfig{Models: []Config{{ID: DefaultModelID, Path: dir}}}
+	if static := findUp(filepath.Join(".cache", "models", DefaultStaticModelID)); isFile(filepath.Join(static, "modules.json")) {
+		cfg.Default = DefaultStaticModelID
+		cfg.Models = append(cfg.Models, Config{ID: DefaultStaticModelID, Path: static})
+	}
+	return cfg
+}
+
+// findUp returns rel under the working directory or the nearest parent of it
+// where rel exists, else rel itself.
+func findUp(rel string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return rel
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		p := filepath.Join(d, rel)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+		if filepath.Dir(d) == d {
+			return rel
 		}
 	}
-	return RegistryConfig{Models: []Config{{ID: DefaultModelID, Path: dir}}}
 }
 
 var modelIDPattern = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
