@@ -26,8 +26,10 @@ const (
 	// the batcher's two lanes (interactive and bulk).
 	DefaultQueueSize = 4096
 	// DefaultBulkMaxBatchSize bounds the rows of one bulk-lane batch (batch
-	// jobs): an interactive text waits behind at most one such batch.
-	DefaultBulkMaxBatchSize = 16
+	// jobs): an interactive text waits behind at most one such batch. On
+	// the CPU a batch of 8 runs as many texts a second as larger ones; on a
+	// GPU raise it (bulk_max_batch_size).
+	DefaultBulkMaxBatchSize = 8
 	// DefaultMaxTextsPerRequest bounds the texts (or queries) of one request.
 	DefaultMaxTextsPerRequest = 2048
 	// DefaultMaxTextBytes bounds one text.

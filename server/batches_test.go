@@ -3,8 +3,6 @@ package server
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -17,7 +15,7 @@ func batchLine(id, body string) string {
 }
 
 // waitBatch polls a batch until it ends (bounded: two minutes).
-func waitBatch(t *testing.T, base, key, id string) map[string]any {
+func waitBatch(t testing.TB, base, key, id string) map[string]any {
 	t.Helper()
 	for start := time.Now(); time.Since(start) < 2*time.Minute; time.Sleep(20 * time.Millisecond) {
 		code, b := do(t, "GET", base+"/v1/batches/"+id, key, "", nil)
@@ -36,22 +34,15 @@ func waitBatch(t *testing.T, base, key, id string) map[string]any {
 // fileText reads a file's content.
 func fileText(t *testing.T, base, key, id string) string {
 	t.Helper()
-	req, _ := http.NewRequest("GET", base+"/v1/files/"+id+"/content", nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	code, body := get(t, base+"/v1/files/"+id+"/content", key)
+	if code != 200 {
+		t.Fatalf("content of %s: %d %s", id, code, body)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("content of %s: %d %s", id, resp.StatusCode, b)
-	}
-	return string(b)
+	return body
 }
 
 // createBatch uploads content and creates a batch of it.
-func createBatch(t *testing.T, base, key, content string) map[string]any {
+func createBatch(t testing.TB, base, key, content string) map[string]any {
 	t.Helper()
 	code, f := uploadFile(t, base, key, "batch", content)
 	if code != 200 {

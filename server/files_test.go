@@ -14,7 +14,7 @@ const otherKey = "other-key-0123456789"
 
 // uploadFile sends content to POST /v1/files as OpenAI's Node SDK does:
 // the file part first, then purpose.
-func uploadFile(t *testing.T, base, key, purpose, content string) (int, map[string]any) {
+func uploadFile(t testing.TB, base, key, purpose, content string) (int, map[string]any) {
 	t.Helper()
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
@@ -28,7 +28,7 @@ func uploadFile(t *testing.T, base, key, purpose, content string) (int, map[stri
 }
 
 // do sends one request and decodes a JSON answer.
-func do(t *testing.T, method, url, key, contentType string, body io.Reader) (int, map[string]any) {
+func do(t testing.TB, method, url, key, contentType string, body io.Reader) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, body)
 	if contentType != "" {

@@ -29,7 +29,7 @@ func post(t *testing.T, url, key, body string) (*http.Response, []byte) {
 	return resp, b
 }
 
-func get(t *testing.T, url, key string) (int, string) {
+func get(t testing.TB, url, key string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	if key != "" {

@@ -24,7 +24,9 @@
 // batch only when no interactive text waits, never mixes the lanes in one
 // batch, and cuts bulk batches at BulkMaxBatchSize rows: an interactive
 // text that arrives while bulk batches run waits for at most one bulk batch
-// per worker, and bulk work gets every cycle interactive work leaves.
+// per worker, and bulk work gets every cycle interactive work leaves (a
+// bulk batch starts once the interactive lane has been quiet for MaxWait,
+// so that clients who just got their answer can send again first).
 package batch
 
 import (
@@ -174,12 +176,15 @@ type Batcher struct {
 
 	dropped atomic.Uint64 // items of ended requests dropped before inference
 
-	mu      sync.Mutex // guards pending, bulk, nextSeq, closed, and request fields
+	mu      sync.Mutex // guards pending, bulk, lastInteractive, nextSeq, closed, and request fields
 	pending []*item    // interactive texts, in arrival order
 	bulk    []*item    // bulk-lane texts, in arrival order
-	nextSeq uint64
-	closed  bool
-	wake    chan struct{} // signalled (non-blocking) on arrival and on close
+	// lastInteractive is when an interactive text last arrived or an
+	// interactive batch last finished.
+	lastInteractive time.Time
+	nextSeq         uint64
+	closed          bool
+	wake            chan struct{} // signalled (non-blocking) on arrival and on close
 
 	slots chan struct{} // one token per free worker
 	work  chan job
@@ -273,6 +278,8 @@ func (b *Batcher) submit(ctx context.Context, seqs [][]int32, tm *Timing) ([][]f
 	lane, name := &b.pending, ""
 	if IsBulk(ctx) {
 		lane, name = &b.bulk, "bulk "
+	} else {
+		b.lastInteractive = now
 	}
 	if len(*lane)+len(seqs) > b.cfg.QueueSize {
 		n := len(*lane)
@@ -353,13 +360,19 @@ func (b *Batcher) next() (batch []*item, depth int, bulk, ok bool) {
 		b.mu.Lock()
 		b.pending = b.dropCancelledLocked(b.pending)
 		b.bulk = b.dropCancelledLocked(b.bulk)
-		if len(b.pending) == 0 && len(b.bulk) > 0 {
-			batch = takeLocked(&b.bulk, b.cfg.BulkMaxBatchSize, b.cfg.MaxBatchTokens)
-			depth = len(b.bulk)
-			b.mu.Unlock()
-			return batch, depth, true, true
-		}
-		if len(b.pending) == 0 {
+		var wait time.Duration
+		switch {
+		case len(b.pending) == 0 && len(b.bulk) > 0:
+			// Interactive clients that just got their answer send again
+			// within microseconds: a bulk batch waits until the
+			// interactive lane has been quiet for MaxWait.
+			if wait = b.cfg.MaxWait - time.Since(b.lastInteractive); b.closed || wait <= 0 {
+				batch = takeLocked(&b.bulk, b.cfg.BulkMaxBatchSize, b.cfg.MaxBatchTokens)
+				depth = len(b.bulk)
+				b.mu.Unlock()
+				return batch, depth, true, true
+			}
+		case len(b.pending) == 0:
 			closed := b.closed
 			b.mu.Unlock()
 			if closed {
@@ -367,13 +380,13 @@ func (b *Batcher) next() (batch []*item, depth int, bulk, ok bool) {
 			}
 			<-b.wake
 			continue
-		}
-		wait := b.cfg.MaxWait - time.Since(b.pending[0].at)
-		if b.closed || wait <= 0 || b.fullLocked() {
-			batch = takeLocked(&b.pending, b.cfg.MaxBatchSize, b.cfg.MaxBatchTokens)
-			depth = len(b.pending) + len(b.bulk)
-			b.mu.Unlock()
-			return batch, depth, false, true
+		default:
+			if wait = b.cfg.MaxWait - time.Since(b.pending[0].at); b.closed || wait <= 0 || b.fullLocked() {
+				batch = takeLocked(&b.pending, b.cfg.MaxBatchSize, b.cfg.MaxBatchTokens)
+				depth = len(b.pending) + len(b.bulk)
+				b.mu.Unlock()
+				return batch, depth, false, true
+			}
 		}
 		b.mu.Unlock()
 		if timer == nil {
@@ -480,7 +493,7 @@ func (b *Batcher) worker() {
 		err := b.f.Forward(seqs, dst)
 		end := time.Now()
 		st.Run, st.Err = end.Sub(now), err
-		b.finish(batch, ran{id: j.id, start: now, end: end, tokens: st.Tokens, paddedTokens: st.PaddedTokens, err: err})
+		b.finish(batch, j.bulk, ran{id: j.id, start: now, end: end, tokens: st.Tokens, paddedTokens: st.PaddedTokens, err: err})
 		b.slots <- struct{}{}
 		if b.cfg.Observe != nil {
 			b.cfg.Observe(st)
@@ -490,9 +503,12 @@ func (b *Batcher) worker() {
 
 // finish counts the batch's items done, tells timed requests about the
 // batch, and wakes requests that completed.
-func (b *Batcher) finish(batch []*item, rn ran) {
+func (b *Batcher) finish(batch []*item, bulk bool, rn ran) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if !bulk {
+		b.lastInteractive = rn.end
+	}
 	for _, it := range batch {
 		r := it.req
 		if rn.err != nil && r.err == nil {
