@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -137,6 +138,15 @@ func TestListPagesNewestFirst(t *testing.T) {
 	p1, more := s.List("", ListOptions{Limit: 2})
 	p2, more2 := s.List("", ListOptions{Limit: 2, After: p1[1].ID})
 	p3, more3 := s.List("", ListOptions{Limit: 2, After: p2[1].ID})
+	got := make([]string, len(all))
+	for i, f := range all {
+		got[i] = f.ID
+	}
+	slices.Sort(got)
+	slices.Sort(ids)
+	if !slices.Equal(got, ids) {
+		t.Fatalf("List has %v, want the uploads %v", got, ids)
+	}
 	if len(all) != 5 || !more || !more2 || more3 || len(p3) != 1 || p1[0] != all[0] || p2[0] != all[2] || p3[0] != all[4] {
 		t.Fatalf("pages %v %v %v of %v", p1, p2, p3, all)
 	}
