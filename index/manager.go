@@ -115,7 +115,7 @@ func (m *Manager) Create(name string, spec Spec) (_ *Collection, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := m.claim(name, claimCreate); err != nil {
+	if _, _, err := m.claim(name, claimCreate); err != nil {
 		return nil, err
 	}
 	var c *Collection
@@ -157,32 +157,33 @@ const (
 )
 
 // claim marks name busy for op, taking the collection out of cols and
-// unavailable (so Get no longer finds it), and returns it when it was open.
-func (m *Manager) claim(name string, op claimOp) (*Collection, error) {
+// unavailable (so Get no longer finds it), and returns it when it was open,
+// or why it was unavailable.
+func (m *Manager) claim(name string, op claimOp) (_ *Collection, reason, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, fmt.Errorf("%w: manager of %s", ErrClosed, m.dir)
+		return nil, nil, fmt.Errorf("%w: manager of %s", ErrClosed, m.dir)
 	}
 	c, open := m.cols[name]
-	_, broken := m.unavailable[name]
+	reason, broken := m.unavailable[name]
 	switch {
 	case op == claimCreate && m.busy[name]:
-		return nil, fmt.Errorf("%w: collection %q is being created, dropped or repaired", ErrExists, name)
+		return nil, nil, fmt.Errorf("%w: collection %q is being created, dropped or repaired", ErrExists, name)
 	case op == claimCreate && (open || broken):
-		return nil, fmt.Errorf("%w: collection %q", ErrExists, name)
+		return nil, nil, fmt.Errorf("%w: collection %q", ErrExists, name)
 	case op == claimDrop && !open && !broken:
-		return nil, fmt.Errorf("%w: collection %q", ErrNotFound, name)
+		return nil, nil, fmt.Errorf("%w: collection %q", ErrNotFound, name)
 	case op == claimRepair && open:
-		return nil, fmt.Errorf("%w: collection %q is open: nothing to repair", ErrInvalid, name)
+		return nil, nil, fmt.Errorf("%w: collection %q is open: nothing to repair", ErrInvalid, name)
 	case op == claimRepair && !broken:
-		return nil, fmt.Errorf("%w: collection %q", ErrNotFound, name)
+		return nil, nil, fmt.Errorf("%w: collection %q", ErrNotFound, name)
 	}
 	delete(m.cols, name)
 	delete(m.unavailable, name)
 	m.busy[name] = true
 	m.ops.Add(1)
-	return c, nil
+	return c, reason, nil
 }
 
 // settle ends the operation on name that claim began: an opened collection
@@ -240,7 +241,7 @@ func (m *Manager) Unavailable() map[string]error {
 // it on success, so that Get finds it again without a restart. If it still
 // cannot be opened it stays unavailable with the new reason.
 func (m *Manager) Repair(name string) (rep RepairReport, err error) {
-	if _, err := m.claim(name, claimRepair); err != nil {
+	if _, _, err := m.claim(name, claimRepair); err != nil {
 		return rep, err
 	}
 	var c *Collection
@@ -254,16 +255,28 @@ func (m *Manager) Repair(name string) (rep RepairReport, err error) {
 	return rep, err
 }
 
-// Drop closes collection name (open or unavailable) and removes its files.
+// Drop closes collection name (open, or unavailable unless another process
+// holds its writer's lock: ErrLocked) and removes its files.
 // Get stops finding it at once; calls on it afterwards fail with ErrClosed; open snapshots stay
 // readable until closed. An unknown name is ErrNotFound, and so is a name
 // already being dropped.
 func (m *Manager) Drop(name string) (err error) {
-	c, err := m.claim(name, claimDrop)
+	c, reason, err := m.claim(name, claimDrop)
 	if err != nil {
 		return err
 	}
-	defer func() { err = m.settle(name, nil, nil, err) }()
+	var keep error // set: the collection stays unavailable, with this reason
+	defer func() { err = m.settle(name, nil, keep, err) }()
+	if c == nil {
+		// Unavailable: it may be unavailable because another process
+		// writes it. Only remove what no writer holds.
+		lock, err := lockDir(filepath.Join(m.dir, name))
+		if err != nil {
+			keep = reason
+			return err
+		}
+		defer lock.Close()
+	}
 	cerr := c.Close() // nil for an unavailable collection
 	// Rename first: a crash then leaves a .dropped- directory that the next
 	// OpenManager removes, never half a collection under its name.

@@ -333,3 +333,31 @@ func TestOneBadCollectionDoesNotStopTheManager(t *testing.T) {
 		t.Fatalf("List = %v, Unavailable = %v", got, m.Unavailable())
 	}
 }
+
+// TestDropOfALockedUnavailableCollection: a collection unavailable because
+// another writer holds it is not removed from under that writer.
+func TestDropOfALockedUnavailableCollection(t *testing.T) {
+	data := t.TempDir()
+	other, err := Create(filepath.Join(data, "busy"), Spec{Dim: 2, Metric: Dot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	m, err := OpenManager(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.Get("busy"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrLocked) {
+		t.Fatalf("Get(busy) = %v, want ErrUnavailable wrapping ErrLocked", err)
+	}
+	if err := m.Drop("busy"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Drop(busy) = %v, want ErrLocked", err)
+	}
+	if _, err := os.Stat(filepath.Join(data, "busy", manifestName)); err != nil {
+		t.Fatalf("the other writer's collection: %v", err)
+	}
+	if _, err := m.Get("busy"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get(busy) after the refused Drop = %v", err)
+	}
+}
