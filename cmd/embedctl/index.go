@@ -100,8 +100,14 @@ func createCmd(e *env, args []string) int {
 }
 
 func dropCmd(e *env, args []string) int {
-	const cmd = "collections drop"
-	fs := e.newFlagSet(cmd, "collections drop NAME...\n\nDeletes collections and their records.")
+	return eachCollection(e, "collections drop", "collections drop NAME...\n\nDeletes collections and their records.",
+		args, func(c *client.Client, name string) error { return c.DropCollection(e.ctx, name) })
+}
+
+// eachCollection runs fn for each collection NAME of args, in order, on one
+// connection; the first failure stops it and is reported with its name.
+func eachCollection(e *env, cmd, synopsis string, args []string, fn func(c *client.Client, name string) error) int {
+	fs := e.newFlagSet(cmd, synopsis)
 	names, err := parseInterspersed(fs, args)
 	if err != nil {
 		return parseExit(err)
@@ -115,7 +121,10 @@ func dropCmd(e *env, args []string) int {
 	}
 	defer c.Close()
 	for _, name := range names {
-		if err := c.DropCollection(e.ctx, name); err != nil {
+		if err := fn(c, name); err != nil {
+			if _, ok := errors.AsType[*outputError](err); ok {
+				return e.fail(cmd, err)
+			}
 			return e.fail(cmd, &placedError{where: name, err: err})
 		}
 	}
@@ -161,37 +170,29 @@ func listCmd(e *env, args []string) int {
 }
 
 func compactCmd(e *env, args []string) int {
-	const cmd = "collections compact"
-	fs := e.newFlagSet(cmd, "collections compact NAME...\n\nRewrites each collection's live records into new files, reclaiming the space of deleted\nand replaced ones (searches and writes go on meanwhile), and prints\n{\"collection\": {...}, \"rows_before\": n, \"rows_after\": n} per collection. A big\ncollection may take longer than --timeout: give --timeout 0 for no bound.")
-	names, err := parseInterspersed(fs, args)
-	if err != nil {
-		return parseExit(err)
-	}
-	if len(names) == 0 {
-		return e.usageErr(cmd, "name at least one collection")
-	}
-	c, code := e.connect(cmd)
-	if c == nil {
-		return code
-	}
-	defer c.Close()
-	ix := embeddv1.NewIndexServiceClient(c.Conn())
-	for _, name := range names {
-		resp, err := ix.Compact(e.ctx, &embeddv1.CompactRequest{Name: name})
+	const synopsis = "collections compact NAME...\n\nRewrites each collection's live records into new files, reclaiming the space of deleted\nand replaced ones (searches and writes go on meanwhile), and prints\n{\"collection\": {...}, \"rows_before\": n, \"rows_after\": n} per collection. A big\ncollection may take longer than --timeout: give --timeout 0 for no bound."
+	enc := json.NewEncoder(e.stdout)
+	return eachCollection(e, "collections compact", synopsis, args, func(c *client.Client, name string) error {
+		resp, err := embeddv1.NewIndexServiceClient(c.Conn()).Compact(e.ctx, &embeddv1.CompactRequest{Name: name})
 		if err != nil {
-			return e.fail(cmd, &placedError{where: name, err: err})
+			return err
 		}
 		out := struct {
 			Collection collectionJSON `json:"collection"`
 			RowsBefore uint64         `json:"rows_before"`
 			RowsAfter  uint64         `json:"rows_after"`
 		}{toCollectionJSON(resp.GetCollection()), resp.GetRowsBefore(), resp.GetRowsAfter()}
-		if code := e.printJSON(cmd, out); code != 0 {
-			return code
+		if err := enc.Encode(out); err != nil {
+			return &outputError{err}
 		}
-	}
-	return 0
+		return nil
+	})
 }
+
+// outputError is a failure to write the output, reported as it is.
+type outputError struct{ err error }
+
+func (o *outputError) Error() string { return "writing output: " + o.err.Error() }
 
 // printJSON writes v as one JSON line.
 func (e *env) printJSON(cmd string, v any) int {
