@@ -86,9 +86,11 @@ def log(*a):
 
 
 def files_of(patterns):
+    """The files the patterns match, each once (Debian links some folders, as
+    python3.X-dev to python3.X), sorted."""
     out = []
     for p in patterns:
-        out.extend(f for f in glob.glob(p, recursive=True) if os.path.isfile(f))
+        out.extend(os.path.realpath(f) for f in glob.glob(p, recursive=True) if os.path.isfile(f))
     return sorted(set(out))
 
 
