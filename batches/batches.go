@@ -253,13 +253,14 @@ func (m *Manager) Create(owner string, req CreateRequest) (Batch, error) {
 	if err == nil {
 		m.batches[st.ID] = st
 	}
+	b := st.Batch // the runner may change st once the lock is free
 	m.mu.Unlock()
 	if err != nil {
 		os.RemoveAll(bdir)
 		return Batch{}, err
 	}
 	m.signal()
-	return st.Batch, nil
+	return b, nil
 }
 
 // copyFile writes rd to path durably.
