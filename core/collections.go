@@ -3,6 +3,8 @@ package core
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/embedd/embedd/index"
 	"github.com/embedd/embedd/models"
@@ -14,6 +16,10 @@ type CollectionInfo struct {
 	index.Spec
 	// Live is the number of rows not deleted.
 	Live int
+	// Unavailable, when not nil, is why the collection did not open (its
+	// files failed their checks, another process holds it); Spec and Live
+	// are then zero and its calls fail as FailedPrecondition.
+	Unavailable error
 }
 
 // EmbedSpec says how a collection's texts become vectors when the
@@ -127,7 +133,8 @@ func (c *Core) DropCollection(name string) error {
 	return fail(m.Drop(name))
 }
 
-// ListCollections describes every collection, by name.
+// ListCollections describes every collection, by name: the open ones and
+// the unavailable ones with the reason.
 func (c *Core) ListCollections() ([]CollectionInfo, error) {
 	m, err := c.collections()
 	if err != nil {
@@ -139,6 +146,10 @@ func (c *Core) ListCollections() ([]CollectionInfo, error) {
 			out = append(out, describe(name, col))
 		}
 	}
+	for name, reason := range m.Unavailable() {
+		out = append(out, CollectionInfo{Name: name, Unavailable: reason})
+	}
+	slices.SortFunc(out, func(a, b CollectionInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -224,8 +225,15 @@ func TestAsErrorNilAndWrapped(t *testing.T) {
 	if got := AsError(wrapped); got != e {
 		t.Fatalf("AsError of a wrapped *Error = %v, want the *Error itself", got)
 	}
-	if got := AsError(index.ErrInvalid); got.Kind != InvalidArgument {
-		t.Fatalf("index.ErrInvalid → %v, want InvalidArgument", got.Kind)
+	for err, want := range map[error]Kind{
+		index.ErrInvalid: InvalidArgument, index.ErrNotFound: NotFound, index.ErrExists: AlreadyExists,
+		index.ErrUnavailable: FailedPrecondition, index.ErrCorrupt: FailedPrecondition, index.ErrLocked: FailedPrecondition,
+		fmt.Errorf("embedd/index: /data/docs: %w", index.ErrNoSpace): NoSpace, index.ErrClosed: Unavailable,
+		context.DeadlineExceeded: DeadlineExceeded, errors.New("boom"): Internal,
+	} {
+		if got := AsError(err); got.Kind != want {
+			t.Errorf("AsError(%v).Kind = %v, want %v", err, got.Kind, want)
+		}
 	}
 }
 

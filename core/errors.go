@@ -30,6 +30,9 @@ const (
 	FailedPrecondition
 	// Overloaded means retry after Error.RetryAfter (a full queue).
 	Overloaded
+	// NoSpace means the disk under the data dir is full; writes succeed
+	// again once space is freed.
+	NoSpace
 	// Unavailable means loading, draining or closed; retry elsewhere or
 	// later.
 	Unavailable
@@ -41,7 +44,7 @@ const (
 
 var kindNames = [...]string{
 	Internal: "internal", InvalidArgument: "invalid argument", NotFound: "not found",
-	AlreadyExists: "already exists", FailedPrecondition: "failed precondition", Overloaded: "overloaded",
+	AlreadyExists: "already exists", FailedPrecondition: "failed precondition", Overloaded: "overloaded", NoSpace: "no space",
 	Unavailable: "unavailable", DeadlineExceeded: "deadline exceeded", Canceled: "canceled",
 }
 
@@ -115,7 +118,9 @@ func AsError(err error) *Error {
 		k = InvalidArgument
 	case errors.Is(err, index.ErrExists):
 		k = AlreadyExists
-	case errors.Is(err, index.ErrReadOnly), errors.Is(err, index.ErrLocked):
+	case errors.Is(err, index.ErrNoSpace):
+		k = NoSpace
+	case errors.Is(err, index.ErrReadOnly), errors.Is(err, index.ErrLocked), errors.Is(err, index.ErrUnavailable), errors.Is(err, index.ErrCorrupt):
 		k = FailedPrecondition
 	case errors.Is(err, models.ErrClosed), errors.Is(err, batch.ErrClosed), errors.Is(err, index.ErrClosed):
 		return &Error{Kind: Unavailable, Msg: "shutting down", Err: err}

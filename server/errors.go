@@ -21,6 +21,7 @@ var grpcCodes = [...]codes.Code{
 	core.AlreadyExists:      codes.AlreadyExists,
 	core.FailedPrecondition: codes.FailedPrecondition,
 	core.Overloaded:         codes.ResourceExhausted,
+	core.NoSpace:            codes.ResourceExhausted,
 	core.Unavailable:        codes.Unavailable,
 	core.DeadlineExceeded:   codes.DeadlineExceeded,
 	core.Canceled:           codes.Canceled,
@@ -41,6 +42,7 @@ var httpCodes = [...]httpStatus{
 	core.AlreadyExists:      {http.StatusConflict, "invalid_request_error"},
 	core.FailedPrecondition: {http.StatusConflict, "invalid_request_error"},
 	core.Overloaded:         {http.StatusTooManyRequests, "rate_limit_error"},
+	core.NoSpace:            {http.StatusInsufficientStorage, "server_error"},
 	core.Unavailable:        {http.StatusServiceUnavailable, "server_error"},
 	core.DeadlineExceeded:   {http.StatusGatewayTimeout, "server_error"},
 	core.Canceled:           {499, "invalid_request_error"}, // client closed the request

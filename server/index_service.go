@@ -39,6 +39,9 @@ func fromMetric(m index.Metric) embeddv1.Metric {
 }
 
 func describe(c core.CollectionInfo) *embeddv1.Collection {
+	if c.Unavailable != nil {
+		return &embeddv1.Collection{Name: c.Name, Unavailable: c.Unavailable.Error()}
+	}
 	return &embeddv1.Collection{Name: c.Name, Dimension: uint32(c.Dim), Metric: fromMetric(c.Metric), Count: uint64(c.Live), Model: c.Model}
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -203,5 +205,49 @@ func TestCollectionsSurviveRestart(t *testing.T) {
 	sr, err := ix.Search(ctx, &embeddv1.SearchRequest{Collection: "keep", Queries: []*embeddv1.Query{vecQuery([]float32{0, 0})}, K: 2})
 	if err != nil || sr.Results[0].Hits[0].Id != "q" || sr.Results[0].Hits[0].Score != 1 || sr.Results[0].Hits[1].Score != 25 {
 		t.Fatalf("L2 search after restart: %v %v", sr, err)
+	}
+}
+
+// TestDamagedCollectionIsListedAndRefused: a collection whose files fail
+// their checks at start is listed with the reason, its calls answer
+// FAILED_PRECONDITION, and the other collections and the embedding
+// service serve (issue 11.10).
+func TestDamagedCollectionIsListedAndRefused(t *testing.T) {
+	cfg := testConfig()
+	cfg.DataDir = t.TempDir()
+	ts := startServer(t, cfg)
+	ix := embeddv1.NewIndexServiceClient(ts.conn)
+	ctx := context.Background()
+	for _, name := range []string{"good", "bad"} {
+		if _, err := ix.CreateCollection(ctx, &embeddv1.CreateCollectionRequest{Name: name, Dimension: 2, Metric: embeddv1.Metric_METRIC_DOT}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ix.Upsert(ctx, &embeddv1.UpsertRequest{Collection: name, Records: []*embeddv1.Record{{Id: "x", Vector: []float32{1, 2}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts.stop()
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "bad", "CHECKPOINT"), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ts = startServer(t, cfg)
+	ix = embeddv1.NewIndexServiceClient(ts.conn)
+	list, err := ix.ListCollections(ctx, &embeddv1.ListCollectionsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Collections) != 2 || list.Collections[0].Name != "bad" || list.Collections[0].Unavailable == "" ||
+		list.Collections[1].Name != "good" || list.Collections[1].Unavailable != "" || list.Collections[1].Count != 1 {
+		t.Fatalf("ListCollections = %v; want bad (unavailable, with the reason) and good (1 record)", list.Collections)
+	}
+	_, err = ix.Search(ctx, &embeddv1.SearchRequest{Collection: "bad", K: 1, Queries: []*embeddv1.Query{vecQuery([]float32{1, 0})}})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("search of the damaged collection: %v, want FAILED_PRECONDITION", err)
+	}
+	if _, err := ix.Search(ctx, &embeddv1.SearchRequest{Collection: "good", K: 1, Queries: []*embeddv1.Query{vecQuery([]float32{1, 0})}}); err != nil {
+		t.Errorf("search of the good collection: %v", err)
+	}
+	if _, err := ts.embed.Embed(ctx, &embeddv1.EmbedRequest{Texts: []string{"still serving"}}); err != nil {
+		t.Errorf("embedding beside a damaged collection: %v", err)
 	}
 }

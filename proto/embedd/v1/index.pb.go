@@ -91,7 +91,12 @@ type Collection struct {
 	// count is the number of live records.
 	Count uint64 `protobuf:"varint,4,opt,name=count" json:"count,omitempty"`
 	// model is the embedding model used for text records and text queries.
-	Model         string `protobuf:"bytes,5,opt,name=model" json:"model,omitempty"`
+	Model string `protobuf:"bytes,5,opt,name=model" json:"model,omitempty"`
+	// unavailable, when set, says why the collection cannot be used (its
+	// files failed their checks at open, say); its calls then answer
+	// FAILED_PRECONDITION until it is repaired (embedd repair) or dropped.
+	// The other fields are then empty.
+	Unavailable   string `protobuf:"bytes,6,opt,name=unavailable" json:"unavailable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,6 +162,13 @@ func (x *Collection) GetCount() uint64 {
 func (x *Collection) GetModel() string {
 	if x != nil {
 		return x.Model
+	}
+	return ""
+}
+
+func (x *Collection) GetUnavailable() string {
+	if x != nil {
+		return x.Unavailable
 	}
 	return ""
 }
@@ -1275,14 +1287,15 @@ var File_embedd_v1_index_proto protoreflect.FileDescriptor
 
 const file_embedd_v1_index_proto_rawDesc = "" +
 	"\n" +
-	"\x15embedd/v1/index.proto\x12\tembedd.v1\x1a\x19embedd/v1/embedding.proto\"\x95\x01\n" +
+	"\x15embedd/v1/index.proto\x12\tembedd.v1\x1a\x19embedd/v1/embedding.proto\"\xb7\x01\n" +
 	"\n" +
 	"Collection\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tdimension\x18\x02 \x01(\rR\tdimension\x12)\n" +
 	"\x06metric\x18\x03 \x01(\x0e2\x11.embedd.v1.MetricR\x06metric\x12\x14\n" +
 	"\x05count\x18\x04 \x01(\x04R\x05count\x12\x14\n" +
-	"\x05model\x18\x05 \x01(\tR\x05model\"\x8c\x01\n" +
+	"\x05model\x18\x05 \x01(\tR\x05model\x12 \n" +
+	"\vunavailable\x18\x06 \x01(\tR\vunavailable\"\x8c\x01\n" +
 	"\x17CreateCollectionRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tdimension\x18\x02 \x01(\rR\tdimension\x12)\n" +
