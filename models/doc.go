@@ -2,8 +2,10 @@
 // model folders (tokenizer.json, model.onnx or onnx/model.onnx, and the
 // sentence-transformers files that say pooling, normalisation and maximum
 // length), ONNX Runtime sessions on the CPU or CUDA (one replica per
-// configured device), pooling, and the registry of loaded models by id and
-// alias.
+// configured device), pooling, static embedding models (a token table read
+// from safetensors and mean-pooled on the CPU: sentence-transformers'
+// StaticEmbedding and Model2Vec folders, see static.go), and the registry
+// of loaded models by id and alias.
 //
 // A Model does not batch. Its caller (package core, whose batcher packs
 // the texts of concurrent requests under a token budget) tokenizes with
@@ -12,7 +14,7 @@
 // Model.Finish. Tokenizer (package models/tokenizer) is exact against
 // Hugging Face's for BERT WordPiece vocabularies.
 //
-// Lifetimes: OpenRegistry opens ONNX Runtime and every model and closes
-// them in reverse order; a Model loaded by hand with Load must be closed
-// before its Runtime.
+// Lifetimes: OpenRegistry opens ONNX Runtime (when a model needs it) and
+// every model and closes them in reverse order; a Model loaded by hand with
+// Load must be closed before its Runtime.
 package models
