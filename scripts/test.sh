@@ -30,6 +30,6 @@ scripts/walkthrough.sh
 echo "== the official OpenAI Node SDK against the server (scripts/openai_sdk_test.sh)"
 scripts/openai_sdk_test.sh
 echo "== go test -race (the packages whose own goroutines and locks matter most)"
-go test -count=1 -race ./models/tokenizer/ ./core/... ./server/ratelimit/ ./client/ ./index/... ./gpu/
+go test -count=1 -race ./models/tokenizer/ ./core/... ./batches/ ./server/ratelimit/ ./client/ ./index/... ./gpu/
 echo "== fuzz (tokenizer, 20s)"
 go test -run='^$' -fuzz=FuzzEncode -fuzztime=20s ./models/tokenizer/
