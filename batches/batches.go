@@ -20,6 +20,14 @@
 // batches not ended run again from the job's parts already written, and
 // their output is the same as an uninterrupted run's (its line ids derive
 // from line numbers).
+//
+// Layout of a batch's directory:
+//
+//	state.json     the batch object, its owner, its reserved output file ids
+//	input.jsonl    a copy of the input file
+//	job/           the job's directory (package jobs): manifest and parts
+//	output.jsonl   the output and error files, until the file store
+//	errors.jsonl   adopts them under the reserved ids
 package batches
 
 import (
