@@ -239,6 +239,18 @@ func searchChunk(ctx context.Context, c *core.Core, so SearchOptions, recs []Rec
 				out[idx[t]].Err = e.Msg
 				idx = append(idx[:t:t], idx[t+1:]...)
 				continue
+			case e.Kind == core.InvalidArgument && len(idx) > 1:
+				// The index names no query: ask again one query at a time,
+				// so only the bad ones fail.
+				for _, i := range idx {
+					if err := searchChunk(ctx, c, so, recs, out, []int{i}); err != nil {
+						return err
+					}
+				}
+				return nil
+			case e.Kind == core.InvalidArgument:
+				out[idx[0]].Err = e.Error()
+				return nil
 			}
 			return fmt.Errorf("embedd/jobs: searching line %d: %w", recs[idx[0]].Line, err)
 		}

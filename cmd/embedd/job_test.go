@@ -132,3 +132,37 @@ func readAll(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestJobSearchVectors searches a collection with a file of vector
+// queries: each line's top k, best first, in input order, and a query of
+// the wrong width failed on its own.
+func TestJobSearchVectors(t *testing.T) {
+	needFixtures(t)
+	data := t.TempDir()
+	var recs, queries strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&recs, `{"id":"r%d","vector":[%d,1,0]}`+"\n", i, i)
+	}
+	for _, q := range []string{`[1,0,0]`, `[-1,0,0]`, `[1,2]`, `[0,1,0]`} {
+		fmt.Fprintf(&queries, `{"id":"q%d","vector":%s}`+"\n", queries.Len(), q)
+	}
+	dir := t.TempDir()
+	src, qs := filepath.Join(dir, "recs.jsonl"), filepath.Join(dir, "q.jsonl")
+	os.WriteFile(src, []byte(recs.String()), 0o644)
+	os.WriteFile(qs, []byte(queries.String()), 0o644)
+	if code, _, stderr := runCmd(t, "", "import", "--data-dir", data, "--dim", "3", "--metric", "dot", "docs", src); code != 0 {
+		t.Fatalf("import: %s", stderr)
+	}
+	code, out, stderr := runCmd(t, "", "job", "search", "--progress", "off", "--data-dir", data, "--collection", "docs", "--vectors", "--k", "2", qs)
+	if code != 3 {
+		t.Fatalf("exit %d, want 3 (one bad query):\n%s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], `{"id":"q0","neighbors":[{"id":"r49","score":49},{"id":"r48","score":48}]}`) ||
+		!strings.HasPrefix(lines[1], `{"id":"q`) || !strings.Contains(lines[1], `{"id":"r0","score":0}`) {
+		t.Fatalf("output:\n%s", out)
+	}
+	if !strings.Contains(stderr, `"line":3`) {
+		t.Fatalf("the bad query is not in the errors on stderr:\n%s", stderr)
+	}
+}
