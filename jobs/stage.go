@@ -113,15 +113,13 @@ func embedChunk(ctx context.Context, c *core.Core, model string, opts models.Opt
 		}
 		res, err := c.Embed(ctx, model, texts, opts)
 		if err != nil {
-			e := core.AsError(err)
-			var t int
+			e, again, t, werr := triage(ctx, err, len(owner))
 			switch {
-			case e.Kind == core.Overloaded:
-				if err := sleep(ctx, e.RetryAfter); err != nil {
-					return err
-				}
+			case werr != nil:
+				return werr
+			case again:
 				continue
-			case e.Kind == core.InvalidArgument && scanIndex(e.Field, &t) && t < len(owner):
+			case t >= 0:
 				j := owner[t]
 				out[idx[j]].Err = e.Msg
 				idx = append(idx[:j:j], idx[j+1:]...)
@@ -155,6 +153,20 @@ func embedChunk(ctx context.Context, c *core.Core, model string, opts models.Opt
 		return nil
 	}
 	return nil
+}
+
+// triage reads a core error from a call over n items: again after an
+// overload has been waited out (werr if ctx ended first), or item, the
+// index of the item an invalid argument names (-1 if none).
+func triage(ctx context.Context, err error, n int) (e *core.Error, again bool, item int, werr error) {
+	e = core.AsError(err)
+	if e.Kind == core.Overloaded {
+		return e, true, -1, sleep(ctx, e.RetryAfter)
+	}
+	if e.Kind == core.InvalidArgument && scanIndex(e.Field, &item) && item < n {
+		return e, false, item, nil
+	}
+	return e, false, -1, nil
 }
 
 // scanIndex reads i from a core error field "texts[i]" or "queries[i]".
@@ -227,15 +239,13 @@ func searchChunk(ctx context.Context, c *core.Core, so SearchOptions, recs []Rec
 		}
 		res, err := c.Search(ctx, core.SearchRequest{Collection: so.Collection, Queries: qs, K: so.K, Filter: so.Filter, Embed: so.Embed})
 		if err != nil {
-			e := core.AsError(err)
-			var t int
+			e, again, t, werr := triage(ctx, err, len(idx))
 			switch {
-			case e.Kind == core.Overloaded:
-				if err := sleep(ctx, e.RetryAfter); err != nil {
-					return err
-				}
+			case werr != nil:
+				return werr
+			case again:
 				continue
-			case e.Kind == core.InvalidArgument && scanIndex(e.Field, &t) && t < len(idx):
+			case t >= 0:
 				out[idx[t]].Err = e.Msg
 				idx = append(idx[:t:t], idx[t+1:]...)
 				continue

@@ -166,3 +166,20 @@ func TestJobSearchVectors(t *testing.T) {
 		t.Fatalf("the bad query is not in the errors on stderr:\n%s", stderr)
 	}
 }
+
+// TestJobEmbedRefusedText: a text the core refuses (over the model's
+// length with --truncate=false) fails its line alone; --max-errors 1 stops
+// the job at it with exit status 1.
+func TestJobEmbedRefusedText(t *testing.T) {
+	needFixtures(t)
+	in := filepath.Join(t.TempDir(), "in.txt")
+	long := strings.Repeat("word ", 2000)
+	os.WriteFile(in, []byte("short one\n"+long+"\nshort two\n"), 0o644)
+	code, out, stderr := runCmd(t, "", "job", "embed", "--progress", "off", "--truncate=false", in)
+	if code != 3 || strings.Count(out, "\n") != 2 || !strings.Contains(stderr, `{"line":2,"id":"2","error":`) {
+		t.Fatalf("exit %d, %d lines out:\n%s", code, strings.Count(out, "\n"), stderr)
+	}
+	if code, _, stderr := runCmd(t, "", "job", "embed", "--progress", "off", "--truncate=false", "--max-errors", "1", "--workers", "1", "--part-size", "1", in); code != 1 || !strings.Contains(stderr, "too many failed records") {
+		t.Fatalf("--max-errors 1: exit %d\n%s", code, stderr)
+	}
+}
