@@ -16,7 +16,7 @@ import (
 
 // Issue 12.5: -h exits 0 for every command, misuse exits 2.
 func TestHelpAndMisuseExitCodes(t *testing.T) {
-	for _, cmd := range [][]string{{"serve"}, {"config"}, {"config", "check"}, {"embed"}, {"tokenize"}, {"import"}, {"export"}} {
+	for _, cmd := range [][]string{{"serve"}, {"config"}, {"config", "check"}, {"embed"}, {"tokenize"}, {"import"}, {"export"}, {"repair"}, {"verify"}} {
 		for _, h := range []string{"-h", "--help"} {
 			if code, _, stderr := runCmd(t, "", append(cmd, h)...); code != 0 {
 				t.Errorf("embedd %s %s: exit %d, want 0 (%s)", strings.Join(cmd, " "), h, code, stderr)

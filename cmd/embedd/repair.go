@@ -14,8 +14,8 @@ import (
 // must not have the collection open.
 func repairCmd(args []string, stdout, stderr io.Writer) int {
 	fs, dataDir := dataDirFlagSet("repair", stderr, "usage: embedd repair [flags] COLLECTION\n\nSalvages a collection whose write-ahead log is damaged before intact records\n(the server refuses to open it and says where): every intact record is kept,\nthe damaged bytes are skipped, and a copy of each damaged segment is left\nbeside it as <segment>.damaged. The server must not have the collection open.")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()

@@ -14,8 +14,8 @@ import (
 // writes nothing, so it runs beside a server.
 func verifyCmd(args []string, stdout, stderr io.Writer) int {
 	fs, dataDir := dataDirFlagSet("verify", stderr, "usage: embedd verify [flags] [COLLECTION...]\n\nChecks each collection (default: all in the data directory) against its\nchecksums: every data file up to its checkpointed length, CHECKPOINT and the\nwrite-ahead log. Writes nothing; works while the server runs. Exits 1 if any\ncheck fails.")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseArgs(fs, args); !ok {
+		return code
 	}
 	data := dataDirOr(*dataDir)
 	names := fs.Args()
