@@ -168,11 +168,13 @@ func (c *Core) Models() []ModelInfo {
 	return out
 }
 
-// QueueStats is one model's queue: texts waiting, and texts of ended
-// requests dropped before inference (a counter).
+// QueueStats is one model's queue: texts waiting (interactive, and in the
+// bulk lane of batch jobs), and texts of ended requests dropped before
+// inference (a counter).
 type QueueStats struct {
-	Depth   int
-	Dropped uint64
+	Depth     int
+	BulkDepth int
+	Dropped   uint64
 }
 
 // Queue reports model id's queue; ok is false for an unknown id.
@@ -181,7 +183,7 @@ func (c *Core) Queue(id string) (_ QueueStats, ok bool) {
 	if !ok {
 		return QueueStats{}, false
 	}
-	return QueueStats{Depth: p.batcher.QueueDepth(), Dropped: p.batcher.Dropped()}, true
+	return QueueStats{Depth: p.batcher.QueueDepth(), BulkDepth: p.batcher.BulkQueueDepth(), Dropped: p.batcher.Dropped()}, true
 }
 
 // pipeline finds the pipeline of model id (or alias; "" is the default).

@@ -184,6 +184,9 @@ func TestBatchEmbeddingsLikeOpenAI(t *testing.T) {
 	if code, e := do(t, "POST", base+"/v1/batches/"+id+"/cancel", testKey, "", nil); code != 409 {
 		t.Errorf("cancel a completed batch: %d %v", code, e)
 	}
+	if _, m := get(t, base+"/metrics", testKey); !strings.Contains(m, `embedd_bulk_queue_depth{model="a"} 0`) {
+		t.Error("/metrics has no embedd_bulk_queue_depth")
+	}
 }
 
 func TestBatchValidationFailsUpFront(t *testing.T) {

@@ -248,6 +248,8 @@ func (s *Server) load() (*core.Core, error) {
 		s.metrics.reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "embedd_queue_depth", Help: "Texts waiting for a batch.", ConstLabels: labels},
 				func() float64 { return float64(queue().Depth) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "embedd_bulk_queue_depth", Help: "Texts of batch jobs waiting in the bulk lane (run when no interactive text waits).", ConstLabels: labels},
+				func() float64 { return float64(queue().BulkDepth) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "embedd_dropped_texts_total", Help: "Texts of cancelled or expired requests dropped before inference.", ConstLabels: labels},
 				func() float64 { return float64(queue().Dropped) }),
 		)
