@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +22,9 @@ import (
 // pre-tokenized, in batches of the batcher's size (path=forward), at
 // 128-token texts. Compare texts/s. EMBEDD_BENCH_MODEL_DIR picks the model
 // (default the ONNX test model of scripts/setup.sh); EMBEDD_BENCH_TEXTS
-// the texts per run (default 512).
+// the texts per run (default 512). On a shared machine compare cpu-ms/text
+// (the process's user and system time per text) too: it is what the work
+// costs, whoever else runs.
 func BenchmarkEmbedJob(b *testing.B) {
 	dir := cmp.Or(os.Getenv("EMBEDD_BENCH_MODEL_DIR"), "../.cache/models/minilm-l6-random")
 	mc := models.Config{ID: "bench", Path: dir}
@@ -53,7 +56,7 @@ func BenchmarkEmbedJob(b *testing.B) {
 		for i := range dst {
 			dst[i] = make([]float32, m.Info().Dim)
 		}
-		start := time.Now()
+		start, cpu := time.Now(), cpuTime()
 		for b.Loop() {
 			for i := 0; i < len(seqs); i += batch {
 				j := min(i+batch, len(seqs))
@@ -62,20 +65,32 @@ func BenchmarkEmbedJob(b *testing.B) {
 				}
 			}
 		}
-		b.ReportMetric(float64(b.N*len(texts))/time.Since(start).Seconds(), "texts/s")
+		report(b, b.N*len(texts), start, cpu)
 	})
 	for _, ext := range []string{"jsonl", "npy", "parquet"} {
 		b.Run("path=job/out="+ext, func(b *testing.B) {
 			out := filepath.Join(b.TempDir(), "out."+ext)
-			start := time.Now()
+			start, cpu := time.Now(), cpuTime()
 			for b.Loop() {
 				if _, err := Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in}, Stage: EmbedStage(c, EmbedOptions{Model: "bench"}), Output: Output{Path: out}}); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.N*len(texts))/time.Since(start).Seconds(), "texts/s")
+			report(b, b.N*len(texts), start, cpu)
 		})
 	}
+}
+
+// cpuTime is the process's user and system time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func report(b *testing.B, texts int, start time.Time, cpu time.Duration) {
+	b.ReportMetric(float64(texts)/time.Since(start).Seconds(), "texts/s")
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(time.Millisecond)/float64(texts), "cpu-ms/text")
 }
 
 // BenchmarkWriters is the writers alone: 384-wide vectors into JSONL, .npy

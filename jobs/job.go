@@ -97,6 +97,8 @@ type Progress struct {
 	Bytes, TotalBytes int64
 	// Elapsed is the time since Run started.
 	Elapsed time.Duration
+	// Final marks the last call, when the job has stopped.
+	Final bool
 }
 
 // Totals is what a finished (or stopped) job did.

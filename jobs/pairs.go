@@ -423,7 +423,7 @@ func (p *PairsJob) reportJoin(rows int) (stop func()) {
 			case <-t.C:
 				p.Progress(Progress{Read: int64(rows), Elapsed: time.Since(start)})
 			case <-done:
-				p.Progress(Progress{Read: int64(rows), Done: int64(rows), Elapsed: time.Since(start)})
+				p.Progress(Progress{Read: int64(rows), Done: int64(rows), Elapsed: time.Since(start), Final: true})
 				return
 			}
 		}

@@ -134,10 +134,10 @@ func (r *runner) run(ctx context.Context) (Totals, error) {
 	tick := time.NewTicker(j.ProgressEvery)
 	defer tick.Stop()
 	var werr error
-	report := func() {
+	report := func(final bool) {
 		if j.Progress != nil {
 			b, t := r.src.progress()
-			j.Progress(Progress{Read: r.read.Load(), Done: tot.Written + tot.Failed + r.resumed.Load(), Failed: tot.Failed + r.resumedFailed.Load(), Bytes: b, TotalBytes: t, Elapsed: time.Since(r.start)})
+			j.Progress(Progress{Read: r.read.Load(), Done: tot.Written + tot.Failed + r.resumed.Load(), Failed: tot.Failed + r.resumedFailed.Load(), Bytes: b, TotalBytes: t, Elapsed: time.Since(r.start), Final: final})
 		}
 	}
 	for results != nil {
@@ -174,11 +174,11 @@ func (r *runner) run(ctx context.Context) (Totals, error) {
 				cancel(fmt.Errorf("%w: %d records failed (--max-errors %d); see the error file", ErrTooManyErrors, tot.Failed+r.resumedFailed.Load(), j.MaxErrors))
 			}
 		case <-tick.C:
-			report()
+			report(false)
 		}
 	}
 	wg.Wait()
-	report()
+	report(true)
 	tot.Read = r.read.Load()
 	tot.Resumed = r.resumed.Load()
 	tot.Failed += r.resumedFailed.Load()

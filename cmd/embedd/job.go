@@ -172,6 +172,10 @@ func progressReporter(mode, kind string, stderr io.Writer) (func(jobs.Progress),
 			}
 			bar.Describe(fmt.Sprintf("%s: %d lines done, %d failed, %.0f/s", kind, p.Done, p.Failed, float64(p.Done)/max(p.Elapsed.Seconds(), 1e-3)))
 			bar.Set64(p.Bytes)
+			if p.Final {
+				bar.Finish()
+				bar = nil // the next stage (pairs: conversion, then the join) gets its own
+			}
 		}, 200 * time.Millisecond
 	case "log":
 		log := slog.New(slog.NewTextHandler(stderr, nil))
