@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -79,6 +80,12 @@ func (c *Core) collection(name string) (*index.Collection, error) {
 		return nil, err
 	}
 	col, err := m.Get(name)
+	if errors.Is(err, index.ErrNotFound) {
+		// Written by another process (embedd import) since we opened?
+		if _, rerr := m.Rescan(); rerr == nil {
+			col, err = m.Get(name)
+		}
+	}
 	if err != nil {
 		return nil, AsError(err)
 	}
@@ -133,12 +140,16 @@ func (c *Core) DropCollection(name string) error {
 	return fail(m.Drop(name))
 }
 
-// ListCollections describes every collection, by name: the open ones and
-// the unavailable ones with the reason.
+// ListCollections describes every collection, by name: the open ones
+// (those another process wrote since included) and the unavailable ones
+// with the reason.
 func (c *Core) ListCollections() ([]CollectionInfo, error) {
 	m, err := c.collections()
 	if err != nil {
 		return nil, err
+	}
+	if _, err := m.Rescan(); err != nil {
+		return nil, AsError(err)
 	}
 	var out []CollectionInfo
 	for _, name := range m.List() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -277,5 +278,31 @@ func TestOnlyConfiguredModelsAreServed(t *testing.T) {
 	_, err := c.Embed(context.Background(), "two", []string{"x"}, models.Options{})
 	if e := AsError(err); e == nil || e.Kind != NotFound || e.Field != "model" {
 		t.Fatalf("Embed on an unconfigured model: %v, want NotFound on model", err)
+	}
+}
+
+// TestCollectionsWrittenElsewhereAreServed: a collection another process
+// wrote into the data dir (embedd import) while the core runs is listed and
+// served without a restart (issue 12.3).
+func TestCollectionsWrittenElsewhereAreServed(t *testing.T) {
+	data := t.TempDir()
+	c := open(t, Config{DataDir: data})
+	col, err := index.Create(filepath.Join(data, "imported"), index.Spec{Dim: 2, Metric: index.Dot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := col.Upsert(context.Background(), []index.Record{{ID: "a", Vector: []float32{1, 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := col.Close(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Search(context.Background(), SearchRequest{Collection: "imported", K: 1, Queries: []Query{{Vector: []float32{1, 0}}}})
+	if err != nil || len(res[0]) != 1 || res[0][0].ID != "a" {
+		t.Fatalf("search of a collection imported while running: %v, %v", res, err)
+	}
+	list, err := c.ListCollections()
+	if err != nil || len(list) != 1 || list[0].Name != "imported" || list[0].Live != 1 {
+		t.Fatalf("ListCollections = %+v, %v", list, err)
 	}
 }

@@ -296,6 +296,56 @@ func (m *Manager) Drop(name string) (err error) {
 	return nil // the files are gone: how the close went no longer matters
 }
 
+// Rescan opens the collections that appeared in the data directory since
+// the manager opened it (written by another process, such as embedd import,
+// which then released them) and returns their names, sorted. A directory
+// another writer still holds (ErrLocked), or one without a manifest yet, is
+// left for a later Rescan; one that fails to open otherwise becomes
+// unavailable with the reason.
+func (m *Manager) Rescan() ([]string, error) {
+	ents, err := os.ReadDir(m.dir)
+	if err != nil {
+		return nil, fmt.Errorf("embedd/index: %w", err)
+	}
+	var opened []string
+	for _, e := range ents {
+		name := e.Name()
+		if !e.IsDir() || ValidName(name) != nil {
+			continue
+		}
+		if !m.unknown(name) {
+			continue
+		}
+		if _, _, err := m.claim(name, claimCreate); err != nil {
+			continue // claimed meanwhile: a Create, or the manager closed
+		}
+		c, err := Open(filepath.Join(m.dir, name), m.opts...)
+		var broken error
+		switch {
+		case errors.Is(err, ErrLocked), errors.Is(err, ErrNotFound):
+			err = nil // not ready yet
+		case err != nil:
+			broken, err = err, nil
+		}
+		if err := m.settle(name, c, broken, err); err != nil {
+			return opened, err
+		}
+		if c != nil {
+			opened = append(opened, name)
+		}
+	}
+	return opened, nil
+}
+
+// unknown reports whether name is neither open, unavailable nor busy.
+func (m *Manager) unknown(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, open := m.cols[name]
+	_, broken := m.unavailable[name]
+	return !open && !broken && !m.busy[name]
+}
+
 // List returns the collections' names, sorted.
 func (m *Manager) List() []string {
 	m.mu.Lock()

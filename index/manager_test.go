@@ -361,3 +361,49 @@ func TestDropOfALockedUnavailableCollection(t *testing.T) {
 		t.Fatalf("Get(busy) after the refused Drop = %v", err)
 	}
 }
+
+// TestRescanPicksUpCollectionsWrittenElsewhere: a collection another
+// process created and released after the manager opened (embedd import)
+// is opened by Rescan; one still held by its writer is left for later.
+func TestRescanPicksUpCollectionsWrittenElsewhere(t *testing.T) {
+	data := t.TempDir()
+	m, err := OpenManager(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	held, err := Create(filepath.Join(data, "held"), Spec{Dim: 4, Metric: Dot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, err := Create(filepath.Join(data, "done"), Spec{Dim: 4, Metric: Dot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpsert(t, done, rec("a", testVec(4, 1)))
+	if err := done.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Get("done"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get before Rescan: %v, want ErrNotFound", err)
+	}
+	opened, err := m.Rescan()
+	if err != nil || !slices.Equal(opened, []string{"done"}) {
+		t.Fatalf("Rescan = %v, %v; want [done] (held is still locked by its writer)", opened, err)
+	}
+	if c, err := m.Get("done"); err != nil || c.Stats().Live != 1 {
+		t.Fatalf("Get(done) after Rescan = %v, %v", c, err)
+	}
+	if len(m.Unavailable()) != 0 {
+		t.Fatalf("a held collection became unavailable: %v", m.Unavailable())
+	}
+	if err := held.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if opened, err := m.Rescan(); err != nil || !slices.Equal(opened, []string{"held"}) {
+		t.Fatalf("Rescan after the writer let go = %v, %v; want [held]", opened, err)
+	}
+	if opened, err := m.Rescan(); err != nil || len(opened) != 0 {
+		t.Fatalf("third Rescan = %v, %v; want nothing new", opened, err)
+	}
+}
