@@ -69,14 +69,15 @@ func TestKillResumeIsByteIdentical(t *testing.T) {
 	log := filepath.Join(dir, "parts.log")
 	rng := rand.New(rand.NewPCG(10, 1))
 	const part, workers = 40, 4 // 100 parts of 5 ms each, 4 at a time: ~125 ms a run
-	kills := 0
-	for round := 0; ; round++ {
-		if round == 200 {
-			t.Fatal("the job never finished")
-		}
+	child := func(jobDir, out string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "EMBEDD_JOBS_CHILD=1", "EMBEDD_JOBS_IN="+in, "EMBEDD_JOBS_OUT="+out,
-			"EMBEDD_JOBS_DIR="+filepath.Join(dir, "job"), "EMBEDD_JOBS_LOG="+log, fmt.Sprintf("EMBEDD_JOBS_PART=%d", part))
+			"EMBEDD_JOBS_DIR="+jobDir, "EMBEDD_JOBS_LOG="+log, fmt.Sprintf("EMBEDD_JOBS_PART=%d", part))
+		return cmd
+	}
+	kills := 0
+	for round := 0; ; round++ {
+		cmd := child(filepath.Join(dir, "job"), out)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -84,12 +85,21 @@ func TestKillResumeIsByteIdentical(t *testing.T) {
 		}
 		exited := make(chan error, 1)
 		go func() { exited <- cmd.Wait() }()
+		// Kill once the child has started 1 to 8 more parts, plus up to
+		// 5 ms: mid-part, mid-rename, anywhere in the work.
+		var kill <-chan time.Time
+		stop := make(chan struct{})
+		if kills < 12 {
+			kill = afterParts(log, 1+rng.IntN(8), time.Duration(rng.IntN(5000))*time.Microsecond, stop)
+		}
 		select {
 		case err := <-exited:
+			close(stop)
 			if err != nil {
 				t.Fatalf("round %d: %v\n%s", round, err, stderr.String())
 			}
-		case <-time.After(time.Duration(10+rng.IntN(120)) * time.Millisecond):
+		case <-kill:
+			close(stop)
 			cmd.Process.Signal(syscall.SIGKILL)
 			<-exited
 			kills++
@@ -98,7 +108,7 @@ func TestKillResumeIsByteIdentical(t *testing.T) {
 		break
 	}
 	if kills < 3 {
-		t.Fatalf("only %d kills landed before the job finished; the test needs a slower job", kills)
+		t.Fatalf("only %d kills landed before the job finished", kills)
 	}
 	if !bytes.Equal(readFile(t, out), readFile(t, ref)) {
 		t.Fatal("output after kills and resumes differs from the uninterrupted run's")
@@ -123,6 +133,29 @@ func TestKillResumeIsByteIdentical(t *testing.T) {
 		t.Fatalf("%d parts computed again after %d kills; at most %d were in flight", extra, kills, kills*workers)
 	}
 	t.Logf("%d kills, %d parts computed again", kills, extra)
+}
+
+// afterParts fires once log has n more lines than now, and then wait more;
+// it gives up when stop is closed.
+func afterParts(log string, n int, wait time.Duration, stop <-chan struct{}) <-chan time.Time {
+	lines := func() int {
+		b, _ := os.ReadFile(log)
+		return bytes.Count(b, []byte{'\n'})
+	}
+	start := lines()
+	fire := make(chan time.Time, 1)
+	go func() {
+		for lines() < start+n {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+		time.Sleep(wait)
+		fire <- time.Now()
+	}()
+	return fire
 }
 
 // TestShardsMergeByteIdentical runs n ∈ {1, 3, 7} shards into their own
