@@ -46,7 +46,8 @@ const staticDefaultMaxLen = 512
 // staticModel is a loaded static embedding table and its tokenizer.
 type staticModel struct {
 	tok     *tokenizer.Tokenizer
-	table   []float32 // rows × dim, row-major
+	table   []float32 // rows × dim, row-major; nil when half holds the rows
+	half    []uint16  // the rows as IEEE halves, for an F16 file without weights
 	dim     int
 	mapping []int32   // token id -> row; nil when the row is the id
 	weights []float32 // per-token factor; nil when 1
@@ -101,18 +102,32 @@ func loadStatic(dir, sub string, maxLen int) (*staticModel, error) {
 	}
 	m := &staticModel{tok: tok, unk: -1}
 	name := "embedding.weight"
-	if _, err := st.Tensor(name); err != nil {
+	t, err := st.Tensor(name)
+	if err != nil {
 		name = "embeddings"
 		m.model2vec = true
+		t, err = st.Tensor(name)
 	}
 	rows := 0
-	if m.table, rows, m.dim, err = st.Matrix(name); err != nil {
+	if err == nil {
+		if t.DType == "F16" {
+			m.half, rows, m.dim, err = st.HalfMatrix(name)
+		} else {
+			m.table, rows, m.dim, err = st.Matrix(name)
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("embedd/models: static model %s: want embedding.weight (sentence-transformers) or embeddings (Model2Vec): %w", dir, err)
 	}
 	vocab := tok.VocabSize()
 	if m.model2vec {
 		if err := m.readModel2Vec(st, base, rows, vocab); err != nil {
 			return nil, fmt.Errorf("embedd/models: static model %s: %w", dir, err)
+		}
+		if m.weights != nil && m.half != nil { // scaled rows: widen once
+			m.table = make([]float32, len(m.half))
+			vec.AddHalf(m.table, m.half)
+			m.half = nil
 		}
 	} else if rows < vocab {
 		return nil, fmt.Errorf("embedd/models: static model %s: %s has %d rows but %s has %d ids: %w", dir, name, rows, tokPath, vocab, safetensors.ErrShape)
@@ -272,11 +287,13 @@ func (m *staticModel) pool(dst []float32, ids []int32) {
 		if m.mapping != nil {
 			r = int(m.mapping[id])
 		}
-		row := m.table[r*d : r*d+d]
-		if m.weights == nil {
-			vec.Add(dst, row)
-		} else {
-			addScaled(dst, row, m.weights[id])
+		switch {
+		case m.weights != nil:
+			addScaled(dst, m.table[r*d:r*d+d], m.weights[id])
+		case m.half != nil:
+			vec.AddHalf(dst, m.half[r*d:r*d+d])
+		default:
+			vec.Add(dst, m.table[r*d:r*d+d])
 		}
 	}
 	inv := 1 / float32(len(ids))

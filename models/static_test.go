@@ -17,11 +17,13 @@ import (
 // staticExpected is models/testdata/static/expected.json, written by
 // scripts/gen_static_fixture.py with numpy and its own tokenizer.
 type staticExpected struct {
-	Texts  []string    `json:"texts"`
-	ST     [][]float64 `json:"st"`
-	M2V    [][]float64 `json:"m2v"`
-	STIDs  [][]int32   `json:"st_ids"`
-	M2VIDs [][]int32   `json:"m2v_ids"`
+	Texts   []string    `json:"texts"`
+	ST      [][]float64 `json:"st"`
+	ST16    [][]float64 `json:"st16"`
+	M2V     [][]float64 `json:"m2v"`
+	STIDs   [][]int32   `json:"st_ids"`
+	ST16IDs [][]int32   `json:"st16_ids"`
+	M2VIDs  [][]int32   `json:"m2v_ids"`
 }
 
 func readStaticExpected(t *testing.T) staticExpected {
@@ -72,11 +74,15 @@ func TestStaticMatchesNumpy(t *testing.T) {
 		maxLen    int
 	}{
 		{"st", e.ST, e.STIDs, true, 6},
+		{"st16", e.ST16, e.ST16IDs, true, staticDefaultMaxLen},
 		{"m2v", e.M2V, e.M2VIDs, false, staticDefaultMaxLen},
 	} {
 		m, err := Load(nil, Config{ID: c.dir, Path: filepath.Join("testdata", "static", c.dir)}, SessionConfig{})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if (m.static.half != nil) != (c.dir == "st16") {
+			t.Errorf("%s: fp16 rows kept as halves: %v, want only for st16 (F16, no weights)", c.dir, m.static.half != nil)
 		}
 		inf := m.Info()
 		if inf.Kind != KindStatic || inf.Dim != 8 || inf.Normalize != c.normalize || inf.MaxLength != c.maxLen || inf.Pooling != PoolMean || len(inf.Devices) != 1 {

@@ -5,6 +5,7 @@ Writes, from numpy default_rng(seed=0) and a 48-token WordPiece vocabulary:
   st/   a sentence-transformers StaticEmbedding folder (modules.json with
         StaticEmbedding and Normalize, 0_StaticEmbedding/model.safetensors with
         embedding.weight F32 [48, 8], tokenizer.json truncating at 6 tokens)
+  st16/ the same layout with embedding.weight F16 and no truncation
   m2v/  a Model2Vec folder (model.safetensors with embeddings F16 [12, 8],
         weights F32 [48], mapping I64 [48]; tokenizer.json; config.json with
         normalize false)
@@ -143,6 +144,16 @@ def main():
         {"idx": 0, "name": "0", "path": "0_StaticEmbedding", "type": "sentence_transformers.models.StaticEmbedding"},
         {"idx": 1, "name": "1", "path": "1_Normalize", "type": "sentence_transformers.models.Normalize"}])
 
+    # the same with an fp16 table (kept fp16 in memory by embedd) and no truncation
+    st16_table = rng.standard_normal((n, DIM)).astype(np.float16)
+    os.makedirs(os.path.join(out, "st16", "0_StaticEmbedding"), exist_ok=True)
+    write_safetensors(os.path.join(out, "st16", "0_StaticEmbedding", "model.safetensors"),
+                      [("embedding.weight", st16_table)])
+    dump(os.path.join(out, "st16", "0_StaticEmbedding", "tokenizer.json"), tokenizer_json(None))
+    dump(os.path.join(out, "st16", "modules.json"), [
+        {"idx": 0, "name": "0", "path": "0_StaticEmbedding", "type": "sentence_transformers.models.StaticEmbedding"},
+        {"idx": 1, "name": "1", "path": "1_Normalize", "type": "sentence_transformers.models.Normalize"}])
+
     # Model2Vec with vocabulary quantisation and per-token weights
     rows = 12
     m2v_table = rng.standard_normal((rows, DIM)).astype(np.float16)
@@ -155,7 +166,7 @@ def main():
     dump(os.path.join(out, "m2v", "config.json"), {"model_type": "model2vec", "architectures": ["StaticModel"],
                                                    "hidden_dim": DIM, "normalize": False})
 
-    expected = {"texts": TEXTS, "st": [], "m2v": [], "st_ids": [], "m2v_ids": []}
+    expected = {"texts": TEXTS, "st": [], "st16": [], "m2v": [], "st_ids": [], "st16_ids": [], "m2v_ids": []}
     unk = vocab["[UNK]"]
     for text in TEXTS:
         ids = encode(text, vocab)
@@ -164,6 +175,10 @@ def main():
         norm = np.linalg.norm(v)
         expected["st"].append((v / norm if norm > 0 else v).tolist())
         expected["st_ids"].append(st_ids)
+        v = st16_table.astype(np.float64)[ids].mean(0) if ids else np.zeros(DIM)
+        norm = np.linalg.norm(v)
+        expected["st16"].append((v / norm if norm > 0 else v).tolist())
+        expected["st16_ids"].append(ids)
         m_ids = [i for i in ids if i != unk][:512]
         rows_ = m2v_table.astype(np.float64)[mapping[m_ids]] * weights.astype(np.float64)[m_ids, None]
         expected["m2v"].append((rows_.mean(0) if m_ids else np.zeros(DIM)).tolist())

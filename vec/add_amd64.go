@@ -7,7 +7,16 @@ import "golang.org/x/sys/cpu"
 //go:noescape
 func addAVX2(dst, src *float32, n int)
 
-var hasAVX2 = cpu.X86.HasAVX2
+// addHalfF16C adds the halves src[:n] to dst[:n] with F16C and AVX
+// (add_amd64.s).
+//
+//go:noescape
+func addHalfF16C(dst *float32, src *uint16, n int)
+
+var (
+	hasAVX2 = cpu.X86.HasAVX2
+	hasF16C = cpu.X86.HasF16C && cpu.X86.HasAVX
+)
 
 // Add adds src to dst elementwise: dst[i] += src[i] for i < len(dst);
 // src must be at least as long. Each sum is the float32 sum, so every
@@ -24,4 +33,20 @@ func Add(dst, src []float32) {
 		return
 	}
 	addGo(dst, src)
+}
+
+// AddHalf adds the IEEE half-precision numbers src (bit patterns) to dst:
+// dst[i] += Half(src[i]) for i < len(dst); src must be at least as long.
+// A static model's fp16 table stays fp16 in memory this way: half the
+// bytes to fetch per token, converted exactly, 8 lanes at a time with F16C.
+func AddHalf(dst []float32, src []uint16) {
+	if len(dst) == 0 {
+		return
+	}
+	src = src[:len(dst)]
+	if hasF16C {
+		addHalfF16C(&dst[0], &src[0], len(dst))
+		return
+	}
+	addHalfGo(dst, src)
 }

@@ -7,8 +7,8 @@
 // holds exactly shape's product of elements, the ranges tile the data area
 // with no gap or overlap (as the reference implementation requires), and
 // the file is not shorter than the header says (a truncated download).
-// Float32s widens F32, F16 and BF16 tensors to float32; Int64s reads the
-// integer dtypes.
+// Matrix and Vector widen F32, F16 and BF16 tensors to float32, HalfMatrix
+// keeps F16 as is, and Int64s reads the integer dtypes.
 //
 // # Why hand-written
 //
@@ -28,6 +28,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/embedd/embedd/vec"
 )
 
 // Errors wrapped by this package's errors, for errors.Is.
@@ -226,6 +228,28 @@ func (f *File) Matrix(name string) (data []float32, rows, cols int, err error) {
 	return data, t.Shape[0], t.Shape[1], nil
 }
 
+// HalfMatrix returns the 2-D F16 tensor called name as its IEEE half bit
+// patterns, row-major, with its rows and columns, for callers that keep
+// fp16 in memory (vec.AddHalf); the error wraps ErrMissing, ErrShape or
+// ErrDType (another dtype: use Matrix).
+func (f *File) HalfMatrix(name string) (data []uint16, rows, cols int, err error) {
+	t, err := f.Tensor(name)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if len(t.Shape) != 2 {
+		return nil, 0, 0, f.errorf(ErrShape, "tensor %q has shape %v, want [rows, columns]", name, t.Shape)
+	}
+	if t.DType != "F16" {
+		return nil, 0, 0, f.errorf(ErrDType, "tensor %q has dtype %s, want F16", name, t.DType)
+	}
+	data = make([]uint16, len(t.data)/2)
+	for i := range data {
+		data[i] = binary.LittleEndian.Uint16(t.data[2*i:])
+	}
+	return data, t.Shape[0], t.Shape[1], nil
+}
+
 // Vector returns the 1-D tensor called name widened to float32, checking
 // that it has n elements (any number when n < 0).
 func (f *File) Vector(name string, n int) ([]float32, error) {
@@ -290,7 +314,7 @@ func (f *File) float32s(t Tensor) ([]float32, error) {
 	case "F16":
 		out := make([]float32, len(d)/2)
 		for i := range out {
-			out[i] = Float16(binary.LittleEndian.Uint16(d[2*i:]))
+			out[i] = vec.Half(binary.LittleEndian.Uint16(d[2*i:]))
 		}
 		return out, nil
 	case "BF16":
@@ -301,26 +325,4 @@ func (f *File) float32s(t Tensor) ([]float32, error) {
 		return out, nil
 	}
 	return nil, f.errorf(ErrDType, "tensor %q has dtype %s, want F32, F16 or BF16", t.Name, t.DType)
-}
-
-// Float16 returns the value of the IEEE 754 half-precision number with bits
-// h, exactly (every half is a float32).
-func Float16(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	frac := uint32(h) & 0x3ff
-	switch {
-	case exp == 0x1f: // infinity or NaN
-		return math.Float32frombits(sign | 0xff<<23 | frac<<13)
-	case exp != 0: // normal
-		return math.Float32frombits(sign | (exp+127-15)<<23 | frac<<13)
-	case frac == 0: // signed zero
-		return math.Float32frombits(sign)
-	}
-	// subnormal: frac × 2^-24, exact in float32
-	v := float32(frac) * (1.0 / (1 << 24))
-	if sign != 0 {
-		v = -v
-	}
-	return v
 }

@@ -73,6 +73,12 @@ func TestMatrixDTypes(t *testing.T) {
 	if got := strings.Join(f.Names(), ","); got != "bf16,f16,f32" {
 		t.Errorf("names %s", got)
 	}
+	if h, r, c, err := f.HalfMatrix("f16"); err != nil || r != 2 || c != 3 || h[3] != 0x7bff {
+		t.Errorf("HalfMatrix(f16) = %v %d×%d, %v", h, r, c, err)
+	}
+	if _, _, _, err := f.HalfMatrix("bf16"); !errors.Is(err, ErrDType) || !strings.Contains(err.Error(), "want F16") {
+		t.Errorf("HalfMatrix(bf16): %v, want ErrDType", err)
+	}
 	for _, c := range []struct {
 		name       string
 		rows, cols int
@@ -94,24 +100,6 @@ func TestMatrixDTypes(t *testing.T) {
 				t.Errorf("%s[%d] = %v, want %v", c.name, i, got[i], c.want[i])
 			}
 		}
-	}
-}
-
-func TestFloat16(t *testing.T) {
-	for _, c := range []struct {
-		bits uint16
-		want float32
-	}{
-		{0x3c00, 1}, {0xc000, -2}, {0x7bff, 65504}, {0x0001, 5.960464477539063e-08},
-		{0x03ff, 6.097555160522461e-05}, {0x0400, 6.103515625e-05}, {0x8000, float32(math.Copysign(0, -1))},
-		{0x7c00, float32(math.Inf(1))}, {0xfc00, float32(math.Inf(-1))}, {0x3555, 0.333251953125},
-	} {
-		if got := Float16(c.bits); got != c.want || math.Signbit(float64(got)) != math.Signbit(float64(c.want)) {
-			t.Errorf("Float16(%#04x) = %v, want %v", c.bits, got, c.want)
-		}
-	}
-	if got := Float16(0x7e00); !math.IsNaN(float64(got)) {
-		t.Errorf("Float16(0x7e00) = %v, want NaN", got)
 	}
 }
 
@@ -141,6 +129,9 @@ func TestVectorAndInts(t *testing.T) {
 	}
 	if _, _, _, err := f.Matrix("nope"); !errors.Is(err, ErrMissing) || !strings.Contains(err.Error(), "map, small, w") {
 		t.Errorf("missing tensor: %v, want ErrMissing listing the names", err)
+	}
+	if _, _, _, err := f.HalfMatrix("w"); !errors.Is(err, ErrShape) {
+		t.Errorf("HalfMatrix of a vector: %v, want ErrShape", err)
 	}
 	if _, err := f.Vector("map", 2); !errors.Is(err, ErrDType) || !strings.Contains(err.Error(), "I64") {
 		t.Errorf("Vector of I64: %v, want ErrDType naming I64", err)
