@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,11 +19,11 @@ import (
 // the text file, tokenize, the core's batcher, infer, write) into JSONL,
 // .npy and Parquet, against the model alone on the same texts,
 // pre-tokenized, in batches of the batcher's size (path=forward), at
-// 128-token texts. Compare texts/s. EMBEDD_BENCH_MODEL_DIR picks the model
+// 128-token texts. Each iteration runs every path once, in turn, so that
+// on a shared machine they see the same load; each path reports texts/s
+// and its ratio to forward's. EMBEDD_BENCH_MODEL_DIR picks the model
 // (default the ONNX test model of scripts/setup.sh); EMBEDD_BENCH_TEXTS
-// the texts per run (default 512). On a shared machine compare cpu-ms/text
-// (the process's user and system time per text) too: it is what the work
-// costs, whoever else runs.
+// the texts per path and iteration (default 256).
 func BenchmarkEmbedJob(b *testing.B) {
 	dir := cmp.Or(os.Getenv("EMBEDD_BENCH_MODEL_DIR"), "../.cache/models/minilm-l6-random")
 	mc := models.Config{ID: "bench", Path: dir}
@@ -34,10 +33,11 @@ func BenchmarkEmbedJob(b *testing.B) {
 	}
 	defer reg.Close()
 	m, _ := reg.Get("bench")
-	n := 512
+	n := 256
 	fmt.Sscan(os.Getenv("EMBEDD_BENCH_TEXTS"), &n)
 	texts := modelstest.Passages(b, m.Tokenizer(), n, 128)
-	in := filepath.Join(b.TempDir(), "texts.txt")
+	tmp := b.TempDir()
+	in := filepath.Join(tmp, "texts.txt")
 	if err := os.WriteFile(in, []byte(strings.Join(texts, "\n")+"\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -47,50 +47,50 @@ func BenchmarkEmbedJob(b *testing.B) {
 	}
 	defer c.Close()
 	batch := c.Config().Models[0].MaxBatchSize
-	b.Run("path=forward", func(b *testing.B) {
-		seqs := make([][]int32, len(texts))
-		for i, t := range texts {
-			seqs[i], _ = m.Tokenizer().Encode(nil, t, m.Info().MaxLength)
-		}
-		dst := make([][]float32, batch)
-		for i := range dst {
-			dst[i] = make([]float32, m.Info().Dim)
-		}
-		start, cpu := time.Now(), cpuTime()
-		for b.Loop() {
-			for i := 0; i < len(seqs); i += batch {
-				j := min(i+batch, len(seqs))
-				if err := m.Forward(seqs[i:j], dst[:j-i]); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-		report(b, b.N*len(texts), start, cpu)
-	})
-	for _, ext := range []string{"jsonl", "npy", "parquet"} {
-		b.Run("path=job/out="+ext, func(b *testing.B) {
-			out := filepath.Join(b.TempDir(), "out."+ext)
-			start, cpu := time.Now(), cpuTime()
-			for b.Loop() {
-				if _, err := Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in}, Stage: EmbedStage(c, EmbedOptions{Model: "bench"}), Output: Output{Path: out}}); err != nil {
-					b.Fatal(err)
-				}
-			}
-			report(b, b.N*len(texts), start, cpu)
-		})
+	seqs := make([][]int32, len(texts))
+	for i, t := range texts {
+		seqs[i], _ = m.Tokenizer().Encode(nil, t, m.Info().MaxLength)
 	}
-}
-
-// cpuTime is the process's user and system time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func report(b *testing.B, texts int, start time.Time, cpu time.Duration) {
-	b.ReportMetric(float64(texts)/time.Since(start).Seconds(), "texts/s")
-	b.ReportMetric(float64(cpuTime()-cpu)/float64(time.Millisecond)/float64(texts), "cpu-ms/text")
+	dst := make([][]float32, batch)
+	for i := range dst {
+		dst[i] = make([]float32, m.Info().Dim)
+	}
+	forward := func() error {
+		for i := 0; i < len(seqs); i += batch {
+			j := min(i+batch, len(seqs))
+			if err := m.Forward(seqs[i:j], dst[:j-i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	job := func(ext string) func() error {
+		return func() error {
+			_, err := Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in}, Stage: EmbedStage(c, EmbedOptions{Model: "bench"}), Output: Output{Path: filepath.Join(tmp, "out."+ext)}})
+			return err
+		}
+	}
+	paths := []struct {
+		name string
+		run  func() error
+	}{{"forward", forward}, {"job/out=jsonl", job("jsonl")}, {"job/out=npy", job("npy")}, {"job/out=parquet", job("parquet")}}
+	spent := make([]time.Duration, len(paths))
+	for b.Loop() {
+		for i, p := range paths {
+			t0 := time.Now()
+			if err := p.run(); err != nil {
+				b.Fatal(err)
+			}
+			spent[i] += time.Since(t0)
+		}
+	}
+	for i, p := range paths {
+		rate := float64(b.N*len(texts)) / spent[i].Seconds()
+		b.ReportMetric(rate, p.name+"-texts/s")
+		if i > 0 {
+			b.ReportMetric(spent[0].Seconds()/spent[i].Seconds(), p.name+"/forward")
+		}
+	}
 }
 
 // BenchmarkWriters is the writers alone: 384-wide vectors into JSONL, .npy
