@@ -11,6 +11,8 @@
 #     the same set through flat.Search (every row a query, k=11), the
 #     symmetry's gain;
 #  5. threshold mode (--threshold 0.2) on the same data, timed, with RSS.
+# User CPU seconds are printed beside wall times: on a shared machine they
+# are the steadier comparison.
 # Installs python3-faiss and libopenblas0-pthread when missing. Needs about
 # 2 GB of memory; takes about 5 minutes on 2 cores (FAISS most of it). On a
 # shared machine: flock /tmp/embedd-bench.lock scripts/bench_pairs_vs_faiss.sh
@@ -37,7 +39,7 @@ go build -o "$dir/embedd" ./cmd/embedd
 go build -o "$dir/benchjoin" ./index/flat/cmd/benchjoin
 /usr/bin/python3 scripts/bench_pairs_vs_faiss.py write "$dir" "$n"
 echo "== FAISS $(/usr/bin/python3 -c 'import faiss; print(faiss.__version__)')"
-/usr/bin/python3 scripts/bench_pairs_vs_faiss.py faiss "$dir"
+/usr/bin/time -f "FAISS process (load and search): wall %e s, user %U s, peak RSS %M KiB" /usr/bin/python3 scripts/bench_pairs_vs_faiss.py faiss "$dir"
 echo "== embedd job pairs --self --k 10 (end to end: map, join, JSONL out)"
 /usr/bin/time -f "wall %e s, user %U s, peak RSS %M KiB" "$dir/embedd" job pairs --self --k 10 --progress off --out "$dir/nb.jsonl" "$dir/x.npy"
 /usr/bin/python3 scripts/bench_pairs_vs_faiss.py compare "$dir" "$dir/nb.jsonl"
