@@ -32,16 +32,20 @@ func BenchmarkBatchPriority(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// Every part of the run embeds texts of its own, so that none is served
-	// from the cache (which cache_bytes -1 does not turn off in a server:
-	// core.Open applies Defaults again).
-	const per = 4096
+	// Every part of the run embeds texts of its own, in every repetition
+	// (-count), so that none is served from the cache (which cache_bytes -1
+	// does not turn off in a server: core.Open applies Defaults again).
 	base := modelstest.Passages(b, m.Tokenizer(), 512, 128)
-	texts := make([]string, 4*per)
-	for i := range texts {
-		texts[i] = fmt.Sprintf("%d %s", i, base[i%len(base)]) // about 130 tokens, each text once
+	made := 0
+	fresh := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%d %s", made, base[made%len(base)]) // about 130 tokens
+			made++
+		}
+		return out
 	}
-	part := func(i int) []string { return texts[i*per : (i+1)*per] }
+	texts := base
 	ts := startServer(b, testConfig())
 	bulk := ts.s.cfg.Models[0].BulkMaxBatchSize
 	for _, size := range []int{bulk, 64} {
@@ -63,7 +67,7 @@ func BenchmarkBatchPriority(b *testing.B) {
 		return sb.String()
 	}
 	b.Run("batch/idle", func(b *testing.B) {
-		content := file(part(0), b.N)
+		content := file(fresh(b.N), b.N)
 		start := time.Now()
 		id := createBatch(b, ts.httpBase, "", content)["id"].(string)
 		if done := waitBatch(b, ts.httpBase, "", id); done["status"] != "completed" {
@@ -71,9 +75,10 @@ func BenchmarkBatchPriority(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "texts/s")
 	})
-	b.Run("interactive/idle/concurrency=4", func(b *testing.B) { unaryLoad(b, ts, part(1), 4) })
+	b.Run("interactive/idle/concurrency=4", func(b *testing.B) { unaryLoad(b, ts, fresh(b.N), 4) })
 	b.Run("interactive/under-batch/concurrency=4", func(b *testing.B) {
-		id := createBatch(b, ts.httpBase, "", file(part(2), per))["id"].(string)
+		const background = 4096
+		id := createBatch(b, ts.httpBase, "", file(fresh(background), background))["id"].(string)
 		for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
 			if _, v := do(b, "GET", ts.httpBase+"/v1/batches/"+id, "", "", nil); v["status"] == "in_progress" {
 				break
@@ -84,7 +89,7 @@ func BenchmarkBatchPriority(b *testing.B) {
 		}
 		time.Sleep(time.Second) // the job's parts reach the bulk lane
 		before, start := textsRun(b, ts), time.Now()
-		unaryLoad(b, ts, part(3), 4)
+		unaryLoad(b, ts, fresh(b.N), 4)
 		b.ReportMetric((textsRun(b, ts)-before-float64(b.N))/time.Since(start).Seconds(), "batch_texts/s")
 		do(b, "POST", ts.httpBase+"/v1/batches/"+id+"/cancel", "", "", nil)
 		waitBatch(b, ts.httpBase, "", id)
