@@ -69,6 +69,8 @@ func TestValidateNamesFieldValueAndRule(t *testing.T) {
 		{"connection age negative", func(c *Config) { c.MaxConnectionAge = core.Duration(-time.Second) }, `max_connection_age: "-1s"`},
 		{"connection age too long", func(c *Config) { c.MaxConnectionAge = core.Duration(721 * time.Hour) }, `max_connection_age: "721h0m0s"`},
 		{"connection grace without age", func(c *Config) { c.MaxConnectionAgeGrace = core.Duration(5 * time.Second) }, `max_connection_age_grace: "5s" is set but max_connection_age is 0`},
+		{"file bytes", func(c *Config) { c.MaxFileBytes = -1 }, "max_file_bytes: -1 is not in [1, 2^40]"},
+		{"bulk batch over batch", func(c *Config) { c.Models[0].MaxBatchSize, c.Models[0].BulkMaxBatchSize = 4, 5 }, "models[0].bulk_max_batch_size: 5 is not in [1, 4]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
