@@ -231,13 +231,28 @@ func TestBatchCancel(t *testing.T) {
 	for i := range 3000 {
 		content.WriteString(batchLine(fmt.Sprint("r", i), fmt.Sprintf(`{"input": "text number %d, long enough to take a while to embed"}`, i)))
 	}
-	b := createBatch(t, base, "", content.String())
-	id := b["id"].(string)
-	code, c := do(t, "POST", base+"/v1/batches/"+id+"/cancel", "", "", nil)
-	if code != 200 || (c["status"] != "cancelling" && c["status"] != "cancelled") || c["cancelling_at"] == nil {
-		t.Fatalf("cancel: %d %v", code, c)
+	// One batch cancelled while it runs, one while it waits behind it.
+	running := createBatch(t, base, "", content.String())["id"].(string)
+	queued := createBatch(t, base, "", content.String())["id"].(string)
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		if _, b := do(t, "GET", base+"/v1/batches/"+running, "", "", nil); b["status"] == "in_progress" {
+			break
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatal("the batch was not in progress within a minute")
+		}
 	}
-	if done := waitBatch(t, base, "", id); done["status"] != "cancelled" || done["cancelled_at"] == nil {
-		t.Fatalf("after cancel: %v", done)
+	// The queued one first: once the running one has stopped, the runner
+	// takes the next.
+	for _, c := range []struct{ id, want string }{{queued, "cancelled"}, {running, "cancelling"}} {
+		code, b := do(t, "POST", base+"/v1/batches/"+c.id+"/cancel", "", "", nil)
+		if code != 200 || b["status"] != c.want || b["cancelling_at"] == nil {
+			t.Fatalf("cancel: %d %v, want %s", code, b, c.want)
+		}
+	}
+	for _, id := range []string{queued, running} {
+		if done := waitBatch(t, base, "", id); done["status"] != "cancelled" || done["cancelled_at"] == nil || done["output_file_id"] != nil {
+			t.Fatalf("after cancel: %v", done)
+		}
 	}
 }
