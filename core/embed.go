@@ -95,7 +95,7 @@ func (c *Core) Tokenize(model string, texts []string, truncate bool) ([][]int32,
 		if !utf8.ValidString(t) {
 			return nil, Errorf(InvalidArgument, fmt.Sprintf("texts[%d]", i), "is not valid UTF-8")
 		}
-		out[i], _ = p.model.Tokenizer().Encode(nil, t, maxLen)
+		out[i], _ = p.model.Encode(nil, t, maxLen)
 	}
 	return out, nil
 }

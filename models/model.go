@@ -201,6 +201,44 @@ func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
 	return m, nil
 }
 
+// LoadTokenizing opens the model folder of cfg for tokenizing only: its
+// tokenizer and maximum length (and, for a static model, its table, which is
+// cheap), without ONNX Runtime or a transformer's weights, so a tool that
+// only tokenizes works where ONNX Runtime is not installed. Forward on it
+// fails. The caller owns the Model and closes it.
+func LoadTokenizing(cfg Config) (*Model, error) {
+	if sub, ok, err := staticFolder(cfg.Path); err != nil {
+		return nil, err
+	} else if ok {
+		return loadStaticModel(cfg, sub)
+	}
+	fc, err := readFolder(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxLength > 0 {
+		fc.maxLen = cfg.MaxLength
+	}
+	tok, err := tokenizer.FromFile(filepath.Join(cfg.Path, "tokenizer.json"))
+	if err != nil {
+		return nil, err
+	}
+	return &Model{
+		info: Info{ID: cfg.ID, Path: cfg.Path, Kind: KindONNX, MaxLength: fc.maxLen, Pooling: fc.pooling, Normalize: fc.normalize},
+		tok:  tok,
+		eng:  tokenizingOnly{},
+	}, nil
+}
+
+// tokenizingOnly is the engine of a Model opened by LoadTokenizing.
+type tokenizingOnly struct{}
+
+func (tokenizingOnly) forward([][]int32, [][]float32) error {
+	return errors.New("embedd/models: this model was opened for tokenizing only (LoadTokenizing)")
+}
+
+func (tokenizingOnly) close() error { return nil }
+
 // onnxFile is dir/model.onnx, or dir/onnx/model.onnx where only that exists
 // (the layout of Hugging Face repositories that ship an ONNX export).
 func onnxFile(dir string) string {
@@ -228,6 +266,20 @@ func (m *Model) Session() *Session {
 	return m.onnx.replicas[0].sess
 }
 
+// Encode appends to dst the ids of text as this model tokenizes it (with
+// [CLS] and [SEP] for a transformer, without for a static model), cut to
+// maxLen ids when maxLen > 0, and returns them with the count before the
+// cut. It does not check UTF-8 (Tokenize does).
+func (m *Model) Encode(dst []int32, text string, maxLen int) (ids []int32, n int) {
+	if maxLen <= 0 {
+		maxLen = len(text) + 2 // no text has more pieces than bytes, plus the two special tokens
+	}
+	if m.static != nil {
+		return m.static.encode(dst, text, maxLen)
+	}
+	return m.tok.Encode(dst, text, maxLen)
+}
+
 // Tokenize appends to dst the ids of text (index i of its request) cut to
 // the model's maximum length, or an InputError when text is not valid UTF-8
 // or, with Reject, is too long.
@@ -236,13 +288,7 @@ func (m *Model) Tokenize(dst []int32, i int, text string, t Truncation) ([]int32
 		return dst, &InputError{Index: i, Reason: "is not valid UTF-8"}
 	}
 	start := len(dst)
-	var ids []int32
-	var n int
-	if m.static != nil {
-		ids, n = m.static.encode(dst, text, m.info.MaxLength)
-	} else {
-		ids, n = m.tok.Encode(dst, text, m.info.MaxLength)
-	}
+	ids, n := m.Encode(dst, text, m.info.MaxLength)
 	if n > m.info.MaxLength && t == Reject {
 		return ids[:start], &InputError{Index: i, Reason: fmt.Sprintf("has %d tokens, over model %s's limit of %d (allow truncation to cut it)", n, m.info.ID, m.info.MaxLength)}
 	}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"iter"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/embedd/embedd/core"
 	"github.com/embedd/embedd/models"
@@ -56,26 +59,25 @@ func (f *modelFlags) register(fs *flag.FlagSet) {
 	ortLibFlag(fs, &f.ortLib)
 }
 
-// open loads the registry and picks the model; the caller closes the registry.
-func (f *modelFlags) open(stderr io.Writer) (*models.Registry, *models.Model, error) {
+// openTokenizing opens the chosen model (by id or alias; the config's
+// default without --model) for tokenizing only: no ONNX Runtime is loaded.
+// The caller closes the model.
+func (f *modelFlags) openTokenizing() (*models.Model, error) {
 	sc, err := loadServerConfig(f.config)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cfg := sc.Registry()
-	if f.ortLib != "" {
-		cfg.ORTLib = f.ortLib
+	want := cmp.Or(f.model, sc.Default)
+	for _, mc := range sc.Models {
+		if mc.ID == want || slices.Contains(mc.Aliases, want) {
+			return models.LoadTokenizing(mc.Config)
+		}
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	reg, err := models.OpenRegistry(cfg, log)
-	if err != nil {
-		return nil, nil, err
+	ids := make([]string, len(sc.Models))
+	for i, mc := range sc.Models {
+		ids[i] = mc.ID
 	}
-	m, err := reg.Get(f.model)
-	if err != nil {
-		return nil, nil, joinClose(err, reg)
-	}
-	return reg, m, nil
+	return nil, fmt.Errorf("model %q is not in the configuration (have %s)", want, strings.Join(ids, ", "))
 }
 
 // openCore opens the application core over the config's models, without

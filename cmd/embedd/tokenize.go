@@ -26,12 +26,12 @@ func tokenizeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "embedd tokenize: unexpected argument %q: texts come on stdin\n", fs.Arg(0))
 		return 2
 	}
-	reg, m, err := mf.open(stderr)
+	m, err := mf.openTokenizing()
 	if err != nil {
 		fmt.Fprintf(stderr, "embedd tokenize: %v\n", err)
 		return 1
 	}
-	defer reg.Close()
+	defer m.Close()
 	maxLen := 0
 	if *truncate {
 		maxLen = m.Info().MaxLength
@@ -52,7 +52,7 @@ func tokenizeCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "embedd tokenize: text %d (line %d) is not valid UTF-8\n", n-1, n)
 			return 1
 		}
-		ids, _ = m.Tokenizer().Encode(ids[:0], text, maxLen)
+		ids, _ = m.Encode(ids[:0], text, maxLen)
 		b = append(b[:0], `{"ids":[`...)
 		for i, id := range ids {
 			if i > 0 {
