@@ -130,7 +130,7 @@ type Config struct {
 	// work; default DefaultMaxSearchHits.
 	MaxSearchHits int `json:"max_search_hits,omitempty"`
 	// CacheBytes bounds the embedding cache; default DefaultCacheBytes;
-	// -1 turns it off (0 after Defaults).
+	// -1 turns it off (and stays -1: Defaults is idempotent).
 	CacheBytes int64 `json:"cache_bytes,omitempty"`
 }
 
@@ -160,11 +160,8 @@ func (c Config) Defaults() Config {
 	c.MaxTextsPerRequest = cmp.Or(c.MaxTextsPerRequest, DefaultMaxTextsPerRequest)
 	c.MaxTextBytes = cmp.Or(c.MaxTextBytes, DefaultMaxTextBytes)
 	c.MaxSearchHits = cmp.Or(c.MaxSearchHits, DefaultMaxSearchHits)
-	switch c.CacheBytes {
-	case 0:
+	if c.CacheBytes == 0 {
 		c.CacheBytes = DefaultCacheBytes
-	case -1:
-		c.CacheBytes = 0
 	}
 	return c
 }
@@ -206,7 +203,7 @@ func (c Config) Validate() error {
 	rangeInt("max_texts_per_request", c.MaxTextsPerRequest, 1, 1<<20)
 	rangeInt("max_text_bytes", c.MaxTextBytes, 1, 64<<20)
 	rangeInt("max_search_hits", c.MaxSearchHits, 1, 1<<30)
-	if c.CacheBytes < 0 || c.CacheBytes > 1<<40 {
+	if c.CacheBytes < -1 || c.CacheBytes == 0 || c.CacheBytes > 1<<40 {
 		bad("cache_bytes", c.CacheBytes, "is not -1 (off) or in [1, 2^40]")
 	}
 	return errors.Join(errs...)

@@ -83,7 +83,7 @@ func Open(cfg Config, opts ...Option) (_ *Core, err error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	c := &Core{cfg: cfg, log: o.log, tracer: o.tracer, cache: cache.New(cfg.CacheBytes), pipes: map[string]*pipeline{}, reg: o.reg}
+	c := &Core{cfg: cfg, log: o.log, tracer: o.tracer, cache: cache.New(max(cfg.CacheBytes, 0)), pipes: map[string]*pipeline{}, reg: o.reg}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.Close())

@@ -306,3 +306,21 @@ func TestCollectionsWrittenElsewhereAreServed(t *testing.T) {
 		t.Fatalf("ListCollections = %+v, %v", list, err)
 	}
 }
+
+// TestCacheOffStaysOff: "cache_bytes": -1 turns the cache off however many
+// times the defaults are applied (the server applies them, then Open).
+func TestCacheOffStaysOff(t *testing.T) {
+	cfg := Config{CacheBytes: -1}.Defaults().Defaults()
+	if cfg.CacheBytes != -1 {
+		t.Fatalf("-1 after Defaults twice: %d", cfg.CacheBytes)
+	}
+	c := open(t, cfg)
+	for range 2 {
+		if _, err := c.Embed(context.Background(), "", []string{"same text"}, models.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.CacheStats(); st.Hits != 0 || st.Bytes != 0 {
+		t.Fatalf("cache off, yet %+v", st)
+	}
+}

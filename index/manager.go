@@ -84,6 +84,9 @@ func openManager(dir string, opts []Option) (_ *Manager, err error) {
 			}
 			continue
 		}
+		if strings.HasPrefix(name, ".") {
+			continue // no collection name starts with a dot: others' state (the Files API's)
+		}
 		if ValidName(name) != nil {
 			log.Warn("embedd/index: skipping a directory that cannot be a collection", "dir", filepath.Join(dir, name))
 			continue
