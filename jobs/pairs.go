@@ -49,8 +49,10 @@ type PairsJob struct {
 	MaxPairs int64
 	// Dedup writes {"keep","duplicates"} groups instead of pairs.
 	Dedup bool
-	// Dir is the job directory (converted vectors, threshold parts); ""
-	// uses a temporary one.
+	// Dir is the job directory (converted vectors; the parts of a
+	// block-by-block join: threshold pairs, dedup, a two-set top k, which
+	// resume block by block; a self-join's top k holds every row's heap
+	// to the end and starts over); "" uses a temporary one.
 	Dir string
 	// Output gets the neighbours ({"id","neighbors"}), pairs
 	// ({"a","b","score"}) or groups; ErrorsPath the bad input lines.
@@ -142,10 +144,10 @@ func RunPairs(ctx context.Context, p PairsJob) (_ PairsTotals, err error) {
 	}
 	tot.RowsA, tot.RowsB = len(a.ids), len(b.ids)
 	joinStart := time.Now()
-	if p.K > 0 {
-		err = p.topK(ctx, a, b, &tot)
+	if p.K > 0 && p.Against == nil {
+		err = p.selfTopK(ctx, a, &tot)
 	} else {
-		err = p.threshold(ctx, dir, a, b, &tot)
+		err = p.blocks(ctx, dir, a, b, &tot)
 	}
 	tot.JoinSeconds = time.Since(joinStart).Seconds()
 	tot.Seconds = time.Since(start).Seconds()
@@ -368,17 +370,15 @@ func checkUnit(m flat.Matrix) error {
 	return nil
 }
 
-// topK writes each row of a with its K best partners.
-func (p *PairsJob) topK(ctx context.Context, a, b *vectors, tot *PairsTotals) error {
+// selfTopK writes each row of a with its K best other rows. A row's
+// partners come from every block (S = XXᵀ is computed a triangle at a
+// time), so the heaps of all rows are held to the end and the join is not
+// resumable part by part.
+func (p *PairsJob) selfTopK(ctx context.Context, a *vectors, tot *PairsTotals) error {
+	b := a
 	o := flat.JoinOptions{Metric: p.Metric, K: p.K, Workers: p.Workers, BlockRows: p.BlockRows}
-	var hits [][]flat.Hit
-	var err error
 	stop := p.reportJoin(len(a.ids))
-	if p.Against == nil {
-		hits, err = flat.SelfJoin(ctx, a.m, o)
-	} else {
-		hits, err = flat.Join(ctx, a.m, b.m, o)
-	}
+	hits, err := flat.SelfJoin(ctx, a.m, o)
 	stop()
 	if err != nil {
 		return fmt.Errorf("embedd/jobs: pairs: %w", err)
@@ -434,9 +434,10 @@ func (p *PairsJob) reportJoin(rows int) (stop func()) {
 	}
 }
 
-// threshold runs the threshold join into part files (one per block of a,
-// resumable) and writes them in order: the pairs, or the dedup groups.
-func (p *PairsJob) threshold(ctx context.Context, dir string, a, b *vectors, tot *PairsTotals) error {
+// blocks runs a join block by block into part files (one per block of a,
+// resumable) and writes them in order: each row's K best of b, the
+// threshold pairs, or the dedup groups.
+func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *PairsTotals) error {
 	parts := filepath.Join(dir, "pairs")
 	if err := os.MkdirAll(parts, 0o755); err != nil {
 		return fmt.Errorf("embedd/jobs: %w", err)
@@ -458,6 +459,19 @@ func (p *PairsJob) threshold(ctx context.Context, dir string, a, b *vectors, tot
 			}
 			return writePart(parts, blk, groupPairs(pairs, truncated))
 		}}
+	if p.K > 0 {
+		o.K, o.Pairs = p.K, nil
+		o.Rows = func(blk, first int, hits [][]flat.Hit) error {
+			res := make([]Result, len(hits))
+			for i, hs := range hits {
+				res[i].Line = int64(first+i) + 1
+				for _, h := range hs {
+					res[i].Neighbors = append(res[i].Neighbors, Neighbor{ID: strconv.Itoa(h.Row), Score: h.Score})
+				}
+			}
+			return writePart(parts, blk, res)
+		}
+	}
 	stop := p.reportJoin(len(a.ids))
 	if p.Against == nil {
 		_, err = flat.SelfJoin(ctx, a.m, o)
@@ -474,9 +488,13 @@ func (p *PairsJob) threshold(ctx context.Context, dir string, a, b *vectors, tot
 	}
 	out := p.Output
 	out.ErrorsPath = ""
-	out.Format = OutputPairs
-	if p.Dedup {
+	switch {
+	case p.K > 0:
+		out.Format = OutputNeighbors
+	case p.Dedup:
 		out.Format = OutputGroups
+	default:
+		out.Format = OutputPairs
 	}
 	s, err := out.open()
 	if err != nil {
@@ -514,7 +532,7 @@ func (p *PairsJob) threshold(ctx context.Context, dir string, a, b *vectors, tot
 				rb, _ := strconv.Atoi(r.Neighbors[k].ID)
 				r.Neighbors[k].ID = b.ids[rb]
 			}
-			if p.MaxPairs > 0 && tot.Pairs+int64(len(r.Neighbors)) > p.MaxPairs {
+			if p.K == 0 && p.MaxPairs > 0 && tot.Pairs+int64(len(r.Neighbors)) > p.MaxPairs {
 				r.Neighbors = r.Neighbors[:p.MaxPairs-tot.Pairs]
 				capped.Store(true)
 			}
@@ -526,13 +544,16 @@ func (p *PairsJob) threshold(ctx context.Context, dir string, a, b *vectors, tot
 			return err
 		}
 	}
-	if p.Dedup {
+	switch {
+	case p.Dedup:
 		tot.Written, err = writeGroups(s, uf, a.ids)
 		if err != nil {
 			s.abort()
 			return err
 		}
-	} else {
+	case p.K > 0:
+		tot.Written = int64(len(a.ids))
+	default:
 		tot.Written = tot.Pairs
 	}
 	tot.Capped = capped.Load()

@@ -34,8 +34,15 @@ type JoinOptions struct {
 	// kept). An error stops the join and is returned.
 	Pairs         func(b int, pairs []Pair, truncated bool) error
 	MaxBlockPairs int
+	// Rows, with K and Join (not SelfJoin, whose rows are complete only at
+	// the end), receives block b's rows' K best (hits[i] for row first+i),
+	// best first, as soon as the block is done, from the worker goroutines
+	// in any block order; Join then keeps no heaps beyond the blocks in
+	// flight and returns nil.
+	Rows func(b, first int, hits [][]Hit) error
 	// SkipBlock, if set, leaves out the blocks it reports done (a resumed
-	// threshold join). It must not be used with K.
+	// join). It needs Pairs or Rows: K's heaps alone are only complete at
+	// the end.
 	SkipBlock func(b int) bool
 	// BlockRows is the rows of the first matrix one worker takes at a
 	// time, rounded up to a multiple of 4; 0 picks about 512 KiB of rows.
@@ -105,8 +112,10 @@ func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, 
 		return nil, fmt.Errorf("embedd/index/flat: join: metric %v, want cosine or dot", o.Metric)
 	case o.K < 0 || o.K == 0 && o.Pairs == nil:
 		return nil, fmt.Errorf("embedd/index/flat: join: K is %d and no Pairs: nothing to do", o.K)
-	case o.K > 0 && o.SkipBlock != nil:
-		return nil, fmt.Errorf("embedd/index/flat: join: SkipBlock cannot be used with K")
+	case o.Rows != nil && (self || o.K == 0):
+		return nil, fmt.Errorf("embedd/index/flat: join: Rows needs K and a join of two matrices")
+	case o.K > 0 && o.Rows == nil && o.SkipBlock != nil:
+		return nil, fmt.Errorf("embedd/index/flat: join: SkipBlock cannot be used with K's heaps (use Rows)")
 	case o.Workers < 0:
 		return nil, fmt.Errorf("embedd/index/flat: %d workers", o.Workers)
 	}
@@ -116,7 +125,7 @@ func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, 
 	dim := a.Dim
 	j := &joiner{a: a, b: b, self: self, o: o, dim: dim, na: len(a.Data) / dim, nb: len(b.Data) / dim,
 		br: o.blockRows(dim), rb: max(4, rowBlockBytes/(4*dim)&^3), done: ctx.Done(), dot4: active.dot4}
-	if o.K > 0 {
+	if o.K > 0 && o.Rows == nil {
 		j.heaps = make([]topK, j.na)
 		for i := range j.heaps {
 			j.heaps[i].h = make([]cand, 0, o.K)
@@ -141,28 +150,33 @@ func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if o.K == 0 {
+	if j.heaps == nil {
 		return nil, nil
 	}
 	res := make([][]Hit, j.na)
 	for i := range j.heaps {
-		c := j.heaps[i].h
-		slices.SortFunc(c, func(x, y cand) int {
-			if x.better(y) {
-				return -1
-			}
-			if y.better(x) {
-				return 1
-			}
-			return 0
-		})
-		hits := make([]Hit, len(c))
-		for t, x := range c {
-			hits[t] = Hit{Row: x.r, Score: x.s}
-		}
-		res[i] = hits
+		res[i] = sortedHits(j.heaps[i].h)
+		j.heaps[i].h = nil // the heaps go as the hits come
 	}
 	return res, nil
+}
+
+// sortedHits are a heap's candidates as hits, best first.
+func sortedHits(c []cand) []Hit {
+	slices.SortFunc(c, func(x, y cand) int {
+		if x.better(y) {
+			return -1
+		}
+		if y.better(x) {
+			return 1
+		}
+		return 0
+	})
+	hits := make([]Hit, len(c))
+	for t, x := range c {
+		hits[t] = Hit{Row: x.r, Score: x.s}
+	}
+	return hits
 }
 
 func (j *joiner) fail(err error) {
@@ -265,7 +279,16 @@ func (j *joiner) block(st *blockState, blk int) error {
 		}
 		j.offer(st, a0, nq, s0, n)
 	}
-	if j.o.K > 0 {
+	switch {
+	case j.o.Rows != nil:
+		hits := make([][]Hit, nq)
+		for i := range hits {
+			hits[i] = sortedHits(st.local[i].h)
+		}
+		if err := j.o.Rows(blk, a0, hits); err != nil {
+			return err
+		}
+	case j.o.K > 0:
 		j.mergeLocal(st, a0, nq)
 	}
 	if j.o.Pairs != nil {

@@ -96,6 +96,46 @@ func TestJoinTopKMatchesNaive(t *testing.T) {
 	checkTopK(t, a, b, false, 6, got)
 }
 
+func TestJoinRowsByBlock(t *testing.T) {
+	a, b := unitMatrix(7, 90, 11), unitMatrix(8, 60, 11)
+	var mu sync.Mutex
+	got := make([][]Hit, 90)
+	o := JoinOptions{Metric: Dot, K: 5, BlockRows: 16, SkipBlock: func(blk int) bool { return blk == 2 }}
+	o.Rows = func(blk, first int, hits [][]Hit) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if first != blk*16 {
+			t.Errorf("block %d starts at row %d", blk, first)
+		}
+		copy(got[first:], hits)
+		return nil
+	}
+	if res, err := Join(context.Background(), a, b, o); err != nil || res != nil {
+		t.Fatalf("Join with Rows: %v, %v; want nil, nil", len(res), err)
+	}
+	for i := 32; i < 48; i++ {
+		if got[i] != nil {
+			t.Fatalf("row %d of the skipped block came back", i)
+		}
+		got[i] = []Hit{}
+	}
+	full, err := Join(context.Background(), a, b, JoinOptions{Metric: Dot, K: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		if i >= 32 && i < 48 {
+			continue
+		}
+		if !slices.Equal(got[i], full[i]) {
+			t.Fatalf("row %d: %v by block, %v at once", i, got[i], full[i])
+		}
+	}
+	if _, err := SelfJoin(context.Background(), a, o); err == nil {
+		t.Fatal("SelfJoin with Rows: no error")
+	}
+}
+
 // collectPairs runs a threshold join and returns its pairs by block.
 func collectPairs(t *testing.T, a, b Matrix, self bool, o JoinOptions) (map[int][]Pair, map[int]bool) {
 	t.Helper()
