@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -86,18 +85,37 @@ type PairsTotals struct {
 	JoinSeconds  float64
 }
 
-// vectors is one set, mapped.
+// vectors is one set, mapped, with its ids.
 type vectors struct {
-	m   flat.Matrix
-	ids []string
-	mem []byte
+	m    flat.Matrix
+	ids  idList
+	rows int
+	mem  []byte
 }
 
 func (v *vectors) close() error {
-	if v.mem == nil {
+	return errors.Join(unmap(v.mem), unmap(v.ids.mem))
+}
+
+func unmap(b []byte) error {
+	if b == nil {
 		return nil
 	}
-	return unix.Munmap(v.mem)
+	return unix.Munmap(b)
+}
+
+// idList is the ids of a set: its ids file mapped and where each line
+// starts (4 bytes a row on the heap), or the row numbers from 1.
+type idList struct {
+	mem []byte
+	off []uint32 // line i is mem[off[i]:off[i+1]-1]; nil: row numbers
+}
+
+func (l idList) get(i int) string {
+	if l.off == nil {
+		return strconv.Itoa(i + 1)
+	}
+	return string(l.mem[l.off[i] : l.off[i+1]-1])
 }
 
 // RunPairs runs p.
@@ -138,11 +156,11 @@ func RunPairs(ctx context.Context, p PairsJob) (_ PairsTotals, err error) {
 			return tot, err
 		}
 		defer b.close()
-		if a.m.Dim != b.m.Dim && len(a.ids) > 0 && len(b.ids) > 0 {
+		if a.m.Dim != b.m.Dim && a.rows > 0 && b.rows > 0 {
 			return tot, fmt.Errorf("embedd/jobs: pairs: the sets have dimensions %d and %d", a.m.Dim, b.m.Dim)
 		}
 	}
-	tot.RowsA, tot.RowsB = len(a.ids), len(b.ids)
+	tot.RowsA, tot.RowsB = a.rows, b.rows
 	joinStart := time.Now()
 	if p.K > 0 && p.Against == nil {
 		err = p.selfTopK(ctx, a, &tot)
@@ -190,7 +208,7 @@ func (p *PairsJob) load(ctx context.Context, dir, name string, in *PairsInput) (
 			v.close()
 			return nil, Totals{}, err
 		}
-		return v, Totals{Read: int64(len(v.ids)), Written: int64(len(v.ids))}, nil
+		return v, Totals{Read: int64(v.rows), Written: int64(v.rows)}, nil
 	}
 	out := filepath.Join(dir, name+".npy")
 	stage, err := p.vectorStage(in)
@@ -275,7 +293,7 @@ func firstWidth(in Input) (int, error) {
 	}
 }
 
-// mapNPY maps a C-order little-endian float32 .npy and reads its ids.
+// mapNPY maps a C-order little-endian float32 .npy and its ids file.
 func mapNPY(path, idsPath string) (*vectors, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -301,29 +319,48 @@ func mapNPY(path, idsPath string) (*vectors, error) {
 		unix.Madvise(v.mem, unix.MADV_WILLNEED)
 		v.m.Data = unsafe.Slice((*float32)(unsafe.Pointer(&v.mem[off])), rows*dim)
 	}
+	v.rows = rows
 	if idsPath == "" {
-		v.ids = make([]string, rows)
-		for i := range v.ids {
-			v.ids[i] = strconv.Itoa(i + 1)
-		}
 		return v, nil
 	}
-	idf, err := os.Open(idsPath)
-	if err != nil {
+	if v.ids, err = mapIDs(idsPath, rows); err != nil {
 		v.close()
-		return nil, fmt.Errorf("embedd/jobs: ids: %w", err)
-	}
-	defer idf.Close()
-	sc := bufio.NewScanner(idf)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		v.ids = append(v.ids, sc.Text())
-	}
-	if err := sc.Err(); err != nil || len(v.ids) != rows {
-		v.close()
-		return nil, fmt.Errorf("embedd/jobs: ids %s: %d lines for %d rows (%v)", idsPath, len(v.ids), rows, err)
+		return nil, err
 	}
 	return v, nil
+}
+
+// mapIDs maps an ids file of rows lines.
+func mapIDs(path string, rows int) (idList, error) {
+	var l idList
+	f, err := os.Open(path)
+	if err != nil {
+		return l, fmt.Errorf("embedd/jobs: ids: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return l, fmt.Errorf("embedd/jobs: ids: %w", err)
+	}
+	if st.Size() >= 1<<32 {
+		return l, fmt.Errorf("embedd/jobs: ids %s: %d bytes is over 4 GiB", path, st.Size())
+	}
+	l.off = make([]uint32, 1, rows+1)
+	if st.Size() > 0 {
+		if l.mem, err = unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED); err != nil {
+			return l, fmt.Errorf("embedd/jobs: mapping %s: %w", path, err)
+		}
+	}
+	for i, c := range l.mem {
+		if c == '\n' {
+			l.off = append(l.off, uint32(i+1))
+		}
+	}
+	if len(l.off)-1 != rows || len(l.mem) > 0 && l.mem[len(l.mem)-1] != '\n' {
+		unmap(l.mem)
+		return idList{}, fmt.Errorf("embedd/jobs: ids %s: %d lines for %d rows", path, len(l.off)-1, rows)
+	}
+	return l, nil
 }
 
 // readNPYShape reads a .npy header: '<f4', C order, two dimensions.
@@ -377,7 +414,7 @@ func checkUnit(m flat.Matrix) error {
 func (p *PairsJob) selfTopK(ctx context.Context, a *vectors, tot *PairsTotals) error {
 	b := a
 	o := flat.JoinOptions{Metric: p.Metric, K: p.K, Workers: p.Workers, BlockRows: p.BlockRows}
-	stop := p.reportJoin(len(a.ids))
+	stop := p.reportJoin(a.rows)
 	hits, err := flat.SelfJoin(ctx, a.m, o)
 	stop()
 	if err != nil {
@@ -391,9 +428,9 @@ func (p *PairsJob) selfTopK(ctx context.Context, a *vectors, tot *PairsTotals) e
 	}
 	var r Result
 	for i, hs := range hits {
-		r.ID, r.Neighbors = a.ids[i], r.Neighbors[:0]
+		r.ID, r.Neighbors = a.ids.get(i), r.Neighbors[:0]
 		for _, h := range hs {
-			r.Neighbors = append(r.Neighbors, Neighbor{ID: b.ids[h.Row], Score: h.Score})
+			r.Neighbors = append(r.Neighbors, Neighbor{ID: b.ids.get(h.Row), Score: h.Score})
 		}
 		if err := s.write(&r); err != nil {
 			s.abort()
@@ -472,7 +509,7 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 			return writePart(parts, blk, res)
 		}
 	}
-	stop := p.reportJoin(len(a.ids))
+	stop := p.reportJoin(a.rows)
 	if p.Against == nil {
 		_, err = flat.SelfJoin(ctx, a.m, o)
 	} else {
@@ -482,7 +519,7 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 	if err != nil {
 		return fmt.Errorf("embedd/jobs: pairs: %w", err)
 	}
-	nblocks := o.Blocks(len(a.ids), a.m.Dim)
+	nblocks := o.Blocks(a.rows, a.m.Dim)
 	if have, err = listParts(parts); err != nil {
 		return err
 	}
@@ -502,7 +539,7 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 	}
 	var uf []int32
 	if p.Dedup {
-		uf = make([]int32, len(a.ids))
+		uf = make([]int32, a.rows)
 		for i := range uf {
 			uf[i] = int32(i)
 		}
@@ -527,10 +564,10 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 				tot.Pairs += int64(len(r.Neighbors))
 				return nil
 			}
-			r.ID = a.ids[ra]
+			r.ID = a.ids.get(int(ra))
 			for k := range r.Neighbors {
 				rb, _ := strconv.Atoi(r.Neighbors[k].ID)
-				r.Neighbors[k].ID = b.ids[rb]
+				r.Neighbors[k].ID = b.ids.get(rb)
 			}
 			if p.K == 0 && p.MaxPairs > 0 && tot.Pairs+int64(len(r.Neighbors)) > p.MaxPairs {
 				r.Neighbors = r.Neighbors[:p.MaxPairs-tot.Pairs]
@@ -552,7 +589,7 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 			return err
 		}
 	case p.K > 0:
-		tot.Written = int64(len(a.ids))
+		tot.Written = int64(a.rows)
 	default:
 		tot.Written = tot.Pairs
 	}
@@ -602,7 +639,7 @@ func union(uf []int32, x, y int32) {
 
 // writeGroups writes each group of two or more rows, in the order of its
 // first row: the first row's id is kept, the others are its duplicates.
-func writeGroups(s *sink, uf []int32, ids []string) (int64, error) {
+func writeGroups(s *sink, uf []int32, ids idList) (int64, error) {
 	n := int32(len(uf))
 	// Members of each root, rows ascending: counting sort by root.
 	count := make([]int32, n+1)
@@ -626,9 +663,9 @@ func writeGroups(s *sink, uf []int32, ids []string) (int64, error) {
 		if len(g) < 2 {
 			continue
 		}
-		r.ID, r.Neighbors = ids[root], r.Neighbors[:0]
+		r.ID, r.Neighbors = ids.get(int(root)), r.Neighbors[:0]
 		for _, m := range g[1:] {
-			r.Neighbors = append(r.Neighbors, Neighbor{ID: ids[m]})
+			r.Neighbors = append(r.Neighbors, Neighbor{ID: ids.get(int(m))})
 		}
 		if err := s.write(&r); err != nil {
 			return groups, fmt.Errorf("embedd/jobs: writing output: %w", err)
