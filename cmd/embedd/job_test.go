@@ -183,3 +183,28 @@ func TestJobEmbedRefusedText(t *testing.T) {
 		t.Fatalf("--max-errors 1: exit %d\n%s", code, stderr)
 	}
 }
+
+// TestJobPairsAndDedup runs pairs and dedup over a JSONL of vectors: the
+// nearest of each, the pairs over a threshold once each (a < b), and the
+// duplicates grouped under their first line.
+func TestJobPairsAndDedup(t *testing.T) {
+	in := filepath.Join(t.TempDir(), "v.jsonl")
+	os.WriteFile(in, []byte(`{"id":"a","vector":[1,0,0]}
+{"id":"b","vector":[0.99,0.1,0]}
+{"id":"c","vector":[0,1,0]}
+{"id":"d","vector":[2,0,0]}
+{"id":"e","vector":[0,0,0]}
+`), 0o644)
+	code, out, stderr := runCmd(t, "", "job", "pairs", "--progress", "off", "--self", "--k", "1", in)
+	if code != 3 || !strings.HasPrefix(out, `{"id":"a","neighbors":[{"id":"d","score":1}]}`+"\n"+`{"id":"b","neighbors":[{"id":"a","score":0.99`) || !strings.Contains(stderr, "has no direction") {
+		t.Fatalf("pairs --k 1: exit %d\n%s\n%s", code, out, stderr)
+	}
+	code, out, stderr = runCmd(t, "", "job", "pairs", "--progress", "off", "--self", "--threshold", "0.9", in)
+	if code != 3 || strings.Count(out, "\n") != 3 || !strings.HasPrefix(out, `{"a":"a","b":"b","score":0.99`) || !strings.Contains(out, `{"a":"a","b":"d","score":1}`) {
+		t.Fatalf("pairs --threshold: exit %d\n%s\n%s", code, out, stderr)
+	}
+	code, out, stderr = runCmd(t, "", "job", "dedup", "--progress", "off", "--self", "--threshold", "0.999", in)
+	if code != 3 || out != `{"keep":"a","duplicates":["d"]}`+"\n" {
+		t.Fatalf("dedup: exit %d\n%s\n%s", code, out, stderr)
+	}
+}
