@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/embedd/embedd/index"
 	"github.com/embedd/embedd/index/flat"
 	"github.com/embedd/embedd/vec"
 )
@@ -673,4 +674,30 @@ func writeGroups(s *sink, uf []int32, ids idList) (int64, error) {
 		groups++
 	}
 	return groups, nil
+}
+
+// ExportCollection writes collection name of the data directory dataDir
+// to path as JSONL {"id","vector",…} lines (one snapshot, opened read-only,
+// so a running server may keep writing), for a PairsInput. The file is
+// renamed into place when complete; a collection that has not changed
+// exports the same bytes, so a resumed job recognises it.
+func ExportCollection(ctx context.Context, dataDir, name, path string) error {
+	dir, err := index.CollectionDir(dataDir, name)
+	if err != nil {
+		return fmt.Errorf("embedd/jobs: %w", err)
+	}
+	c, err := index.OpenReadOnly(dir)
+	if err != nil {
+		return fmt.Errorf("embedd/jobs: collection %s: %w", name, err)
+	}
+	defer c.Close()
+	f, err := createAtomic(path, nil)
+	if err != nil {
+		return err
+	}
+	if _, err := c.ExportJSONL(ctx, f); err != nil {
+		f.abort()
+		return fmt.Errorf("embedd/jobs: exporting collection %s: %w", name, err)
+	}
+	return f.commit()
 }

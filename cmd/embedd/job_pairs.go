@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/embedd/embedd/index/flat"
@@ -32,6 +34,9 @@ func jobPairsCmd(args []string, stdout, stderr io.Writer, dedup bool) int {
 	maxPairs := fs.Int64("max-pairs", 10_000_000, "write at most `n` threshold pairs (0: no cap); the totals say when it was hit")
 	metric := fs.String("metric", "cosine", "cosine (vectors are normalised) or dot")
 	texts := fs.Bool("texts", false, "INPUT holds texts (lines, or --text-field), embedded first")
+	collection := fs.String("collection", "", "pair the vectors of this collection `name` instead of an INPUT file (read-only: a server may keep running)")
+	againstCollection := fs.String("against-collection", "", "pair with the vectors of this collection `name`")
+	dataDir := fs.String("data-dir", "", "the collections' data `dir` (default $EMBEDD_DATA_DIR, else embedd-data)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -54,7 +59,11 @@ func jobPairsCmd(args []string, stdout, stderr io.Writer, dedup bool) int {
 	}
 	switch {
 	case err != nil:
-	case *self == (*against != ""):
+	case *collection != "" && fs.NArg() > 0:
+		err = errors.New("give an INPUT file or --collection, not both")
+	case *against != "" && *againstCollection != "":
+		err = errors.New("give --against FILE or --against-collection, not both")
+	case *self == (*against != "" || *againstCollection != ""):
 		err = errors.New("give --self or --against FILE")
 	case dedup && !*self:
 		err = errors.New("dedup is within one set: give --self")
@@ -68,6 +77,37 @@ func jobPairsCmd(args []string, stdout, stderr io.Writer, dedup bool) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "embedd job %s: %v\n", name, err)
 		return 2
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	// A collection is exported (one read-only snapshot) beside the job's
+	// other files and read as JSONL vectors.
+	exportDir := j.Dir
+	if exportDir == "" && (*collection != "" || *againstCollection != "") {
+		if exportDir, err = os.MkdirTemp("", "embedd-pairs-export-*"); err != nil {
+			fmt.Fprintf(stderr, "embedd job %s: %v\n", name, err)
+			return 1
+		}
+		defer os.RemoveAll(exportDir)
+	}
+	export := func(col, file string) string {
+		if err != nil || col == "" {
+			return file
+		}
+		file = filepath.Join(exportDir, "collection-"+col+".jsonl")
+		if err = os.MkdirAll(exportDir, 0o755); err == nil {
+			err = jobs.ExportCollection(ctx, dataDirOr(*dataDir), col, file)
+		}
+		return file
+	}
+	j.Input.Path = export(*collection, j.Input.Path)
+	*against = export(*againstCollection, *against)
+	if err != nil {
+		fmt.Fprintf(stderr, "embedd job %s: %v\n", name, err)
+		return 1
+	}
+	if *collection != "" || *againstCollection != "" {
+		*texts = false
 	}
 	in := j.Input
 	in.Vectors = !*texts
@@ -92,8 +132,6 @@ func jobPairsCmd(args []string, stdout, stderr io.Writer, dedup bool) int {
 		defer c.Close()
 		p.Embed = jobs.EmbedStage(c, jobs.EmbedOptions{Model: mf.model, Options: opts})
 	}
-	ctx, stop := signalContext()
-	defer stop()
 	tot, err := jobs.RunPairs(ctx, p)
 	what := "pairs"
 	if dedup {

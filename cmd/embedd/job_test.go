@@ -207,4 +207,17 @@ func TestJobPairsAndDedup(t *testing.T) {
 	if code != 3 || out != `{"keep":"a","duplicates":["d"]}`+"\n" {
 		t.Fatalf("dedup: exit %d\n%s\n%s", code, out, stderr)
 	}
+	// The same from a collection (the zero vector cannot be stored under
+	// cosine, so it is left out).
+	data := t.TempDir()
+	four := filepath.Join(t.TempDir(), "four.jsonl")
+	b, _ := os.ReadFile(in)
+	os.WriteFile(four, b[:bytes.LastIndex(b[:len(b)-1], []byte("\n"))+1], 0o644)
+	if code, _, stderr := runCmd(t, "", "import", "--data-dir", data, "--dim", "3", "--metric", "cosine", "vecs", four); code != 0 {
+		t.Fatalf("import: %s", stderr)
+	}
+	code, out, stderr = runCmd(t, "", "job", "dedup", "--progress", "off", "--data-dir", data, "--collection", "vecs", "--self", "--threshold", "0.999")
+	if code != 0 || out != `{"keep":"a","duplicates":["d"]}`+"\n" {
+		t.Fatalf("dedup --collection: exit %d\n%s\n%s", code, out, stderr)
+	}
 }
