@@ -65,6 +65,11 @@ type Output struct {
 	// Stderr, or drops them when that is nil too.
 	ErrorsPath string
 	Stderr     io.Writer
+	// Into, if set, receives the good results instead, in input order, in
+	// batches of up to 256 (an upsert into a collection: embedd job embed
+	// --into); Path and Format are then unused. A resumed job hands the
+	// parts again, so Into must be idempotent (upserts by id are).
+	Into func(results []Result) error
 }
 
 func (o *Output) defaults() {
@@ -102,10 +107,12 @@ type writer interface {
 func (o *Output) open() (_ *sink, err error) {
 	o.defaults()
 	s := &sink{openai: o.Format == OutputOpenAI}
-	switch o.Format {
-	case OutputNPY:
+	switch {
+	case o.Into != nil:
+		s.out = &intoWriter{into: o.Into}
+	case o.Format == OutputNPY:
 		s.out, err = newNPYWriter(o.Path, o.IDsPath)
-	case OutputParquet:
+	case o.Format == OutputParquet:
 		s.out, err = newParquetWriter(o.Path, o.Stdout)
 	default:
 		s.out, err = newLineWriter(o.Path, o.Stdout, o.Format)
@@ -180,6 +187,32 @@ func (s *sink) abort() {
 	s.out.abort()
 	s.abortErrs()
 }
+
+// intoWriter hands results to Output.Into in batches.
+type intoWriter struct {
+	into func([]Result) error
+	buf  []Result
+}
+
+func (w *intoWriter) write(r *Result) error {
+	w.buf = append(w.buf, *r)
+	if len(w.buf) == 256 {
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *intoWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.into(w.buf)
+	w.buf = w.buf[:0]
+	return err
+}
+
+func (w *intoWriter) commit() error { return w.flush() }
+func (w *intoWriter) abort()        { w.buf = nil }
 
 // lineWriter writes JSON lines: embeddings, neighbours or OpenAI output.
 type lineWriter struct {

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/embedd/embedd/core"
+	"github.com/embedd/embedd/index"
+	"github.com/embedd/embedd/index/flat"
 	"github.com/embedd/embedd/jobs"
 	"github.com/embedd/embedd/models"
 )
@@ -254,6 +256,9 @@ func jobEmbedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	mf.register(f.fs)
 	var eo embedOptions
 	eo.register(f.fs)
+	into := f.fs.String("into", "", "upsert the vectors into this collection `name` instead of --out (created with the model and --metric when missing; no server may be writing it)")
+	dataDir := f.fs.String("data-dir", "", "with --into: the data `dir` (default $EMBEDD_DATA_DIR, else embedd-data)")
+	metric := f.fs.String("metric", "cosine", "with --into: a new collection's metric (cosine, dot, l2)")
 	if err := f.fs.Parse(args); err != nil {
 		return 2
 	}
@@ -267,19 +272,31 @@ func jobEmbedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	eo.params(j.Params, mf.model)
-	c, err := mf.openCore(stderr, -1)
+	var c *core.Core
+	if *into != "" {
+		c, err = openCollectionsCore(&mf, *dataDir, "", stderr)
+	} else {
+		c, err = mf.openCore(stderr, -1)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "embedd job embed: %v\n", err)
 		return 1
 	}
 	defer c.Close()
+	ctx, stop := signalContext()
+	defer stop()
+	if *into != "" {
+		if j.Output.Into, err = intoCollection(ctx, c, *into, mf.model, eo.dims, *metric); err != nil {
+			fmt.Fprintf(stderr, "embedd job embed: --into %s: %v\n", *into, err)
+			return 1
+		}
+		j.Params["into"] = *into
+	}
 	if j.Output.Format == jobs.OutputAuto && (j.Input.Format == jobs.InputOpenAI || j.Input.Format == jobs.InputAuto && sniffOpenAI(j.Input.Path)) {
 		j.Output.Format = jobs.OutputOpenAI
 	}
 	j.Params["format"] = string(j.Output.Format)
 	j.Stage = jobs.EmbedStage(c, jobs.EmbedOptions{Model: mf.model, Options: opts, CountTokens: j.Output.Format == jobs.OutputOpenAI})
-	ctx, stop := signalContext()
-	defer stop()
 	tot, err := jobs.Run(ctx, j)
 	return finishJob("embed", tot, err, stderr)
 }
@@ -319,20 +336,7 @@ func jobSearchCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	}
 	j.Input.Vectors = *vectors
 	j.Params["collection"], j.Params["k"], j.Params["vectors"], j.Params["model"] = *collection, strconv.Itoa(*k), strconv.FormatBool(*vectors), mf.model
-	sc, err := loadServerConfig(mf.config)
-	if err != nil {
-		fmt.Fprintf(stderr, "embedd job search: %v\n", err)
-		return 1
-	}
-	cfg := sc.Config
-	if mf.ortLib != "" {
-		cfg.ORTLib = mf.ortLib
-	}
-	cfg.DataDir, cfg.CacheBytes = dataDirOr(*dataDir), -1
-	if *device != "" {
-		cfg.SearchDevice = *device
-	}
-	c, err := core.Open(cfg, core.WithLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	c, err := openCollectionsCore(&mf, *dataDir, *device, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "embedd job search: %v\n", err)
 		return 1
@@ -344,6 +348,66 @@ func jobSearchCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	defer stop()
 	tot, err := jobs.Run(ctx, j)
 	return finishJob("search", tot, err, stderr)
+}
+
+// openCollectionsCore opens the core over the config's models and the
+// collections of dataDir (default: the config's, $EMBEDD_DATA_DIR, else
+// embedd-data), searching on device (default the config's); the caller
+// closes it. No server may be writing the collections.
+func openCollectionsCore(mf *modelFlags, dataDir, device string, stderr io.Writer) (*core.Core, error) {
+	sc, err := loadServerConfig(mf.config)
+	if err != nil {
+		return nil, err
+	}
+	cfg := sc.Config
+	if mf.ortLib != "" {
+		cfg.ORTLib = mf.ortLib
+	}
+	cfg.DataDir, cfg.CacheBytes = dataDirOr(dataDir), -1
+	if device != "" {
+		cfg.SearchDevice = device
+	}
+	return core.Open(cfg, core.WithLogger(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+}
+
+// intoCollection returns an Output.Into that upserts results into
+// collection name, created with the model (and --dimensions) and metric
+// when it does not exist.
+func intoCollection(ctx context.Context, c *core.Core, name, model string, dims int, metric string) (func([]jobs.Result) error, error) {
+	cols, err := c.ListCollections()
+	if err != nil {
+		return nil, err
+	}
+	exists := false
+	for _, ci := range cols {
+		exists = exists || ci.Name == name
+	}
+	if !exists {
+		m, err := flat.ParseMetric(metric)
+		if err != nil {
+			return nil, err
+		}
+		if model == "" {
+			for _, mi := range c.Models() {
+				if mi.Default {
+					model = mi.ID
+				}
+			}
+		}
+		if _, err := c.CreateCollection(name, index.Spec{Model: model, Dim: dims, Metric: m}); err != nil {
+			return nil, err
+		}
+	}
+	return func(rs []jobs.Result) error {
+		recs := make([]core.Record, 0, len(rs))
+		for _, r := range rs {
+			for _, v := range r.Vectors {
+				recs = append(recs, core.Record{ID: r.ID, Vector: v})
+			}
+		}
+		_, err := c.Upsert(ctx, name, recs, core.EmbedSpec{})
+		return err
+	}, nil
 }
 
 func jobMergeCmd(args []string, stdout, stderr io.Writer) int {

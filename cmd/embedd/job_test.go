@@ -221,3 +221,27 @@ func TestJobPairsAndDedup(t *testing.T) {
 		t.Fatalf("dedup --collection: exit %d\n%s\n%s", code, out, stderr)
 	}
 }
+
+// TestJobEmbedIntoThenSearch embeds a file straight into a new collection
+// (--into), then searches it with the same texts: each finds itself first.
+func TestJobEmbedIntoThenSearch(t *testing.T) {
+	needFixtures(t)
+	data := t.TempDir()
+	in := filepath.Join(t.TempDir(), "docs.jsonl")
+	os.WriteFile(in, []byte(`{"id":"d1","text":"a cat sleeps on the warm mat"}
+{"id":"d2","text":"the stock market fell sharply today"}
+{"id":"d3","text":"rain is expected over the mountains"}
+`), 0o644)
+	if code, _, stderr := runCmd(t, "", "job", "embed", "--progress", "off", "--data-dir", data, "--into", "docs", in); code != 0 {
+		t.Fatalf("embed --into: exit %d\n%s", code, stderr)
+	}
+	code, out, stderr := runCmd(t, "", "job", "search", "--progress", "off", "--data-dir", data, "--collection", "docs", "--k", "1", in)
+	if code != 0 {
+		t.Fatalf("search: exit %d\n%s", code, stderr)
+	}
+	for _, id := range []string{"d1", "d2", "d3"} {
+		if !strings.Contains(out, `{"id":"`+id+`","neighbors":[{"id":"`+id+`","score":`) {
+			t.Fatalf("%s does not find itself first:\n%s", id, out)
+		}
+	}
+}
