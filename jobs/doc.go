@@ -40,4 +40,14 @@
 // numbers count the newlines before the range), or the i-th of n runs of
 // row groups of a Parquet input. Merge concatenates the shards' parts in
 // shard order into one output, byte-identical to a single process's.
+//
+// # Pairs
+//
+// RunPairs finds similar pairs within one set or between two: the vectors
+// are mapped from .npy files (other inputs are converted into the job
+// directory first, by a Run), and package flat's tiled join scores a block
+// of rows against the other set a slab at a time, each tile of a
+// self-join's upper triangle once. Threshold pairs, dedup and a two-set
+// top k are written block by block into resumable parts; a self-join's top
+// k holds a K-heap per row until the end.
 package jobs
