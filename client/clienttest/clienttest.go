@@ -349,7 +349,7 @@ func (e embeddingService) Tokenize(_ context.Context, req *embeddv1.TokenizeRequ
 func (e embeddingService) ListModels(context.Context, *embeddv1.ListModelsRequest) (*embeddv1.ListModelsResponse, error) {
 	return &embeddv1.ListModelsResponse{Models: []*embeddv1.Model{{
 		Id: ModelID, Dimensions: uint32(e.s.cfg.Dims), MaxLength: MaxLength,
-		Pooling: "mean", Device: "cpu", Default: true,
+		Pooling: "mean", Device: "cpu", Default: true, Kind: "onnx",
 	}}}, nil
 }
 

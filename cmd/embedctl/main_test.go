@@ -179,11 +179,11 @@ func TestTokenize(t *testing.T) {
 func TestModelsAndHealth(t *testing.T) {
 	s := clienttest.Start(t, clienttest.Config{Dims: 8})
 	r := embedctl(t, s, "", "models").want(t, 0)
-	if !strings.HasPrefix(r.stdout, "ID ") || !strings.Contains(r.stdout, "fake-model  8 ") {
+	if !strings.HasPrefix(r.stdout, "ID ") || !strings.Contains(r.stdout, "fake-model  onnx  8 ") {
 		t.Errorf("models table:\n%s", r.stdout)
 	}
 	r = embedctl(t, s, "", "models", "--json").want(t, 0)
-	if ms := jsonLines[modelJSON](t, r.stdout); len(ms) != 1 || ms[0].ID != clienttest.ModelID || ms[0].MaxLength != clienttest.MaxLength || !ms[0].Default {
+	if ms := jsonLines[modelJSON](t, r.stdout); len(ms) != 1 || ms[0].ID != clienttest.ModelID || ms[0].Kind != "onnx" || ms[0].MaxLength != clienttest.MaxLength || !ms[0].Default {
 		t.Errorf("models --json: %s", r.stdout)
 	}
 

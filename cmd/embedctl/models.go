@@ -11,6 +11,7 @@ import (
 // modelJSON is one line of "models --json".
 type modelJSON struct {
 	ID         string `json:"id"`
+	Kind       string `json:"kind"`
 	Dimensions uint32 `json:"dimensions"`
 	MaxLength  uint32 `json:"max_length"`
 	Pooling    string `json:"pooling"`
@@ -40,7 +41,7 @@ func modelsCmd(e *env, args []string) int {
 		enc := json.NewEncoder(e.stdout)
 		for _, m := range models {
 			if err := enc.Encode(modelJSON{
-				ID: m.GetId(), Dimensions: m.GetDimensions(), MaxLength: m.GetMaxLength(),
+				ID: m.GetId(), Kind: m.GetKind(), Dimensions: m.GetDimensions(), MaxLength: m.GetMaxLength(),
 				Pooling: m.GetPooling(), Normalize: m.GetNormalize(), Device: m.GetDevice(), Default: m.GetDefault(),
 			}); err != nil {
 				return e.fail("models", fmt.Errorf("writing output: %w", err))
@@ -49,13 +50,13 @@ func modelsCmd(e *env, args []string) int {
 		return 0
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tDIMENSIONS\tMAX LENGTH\tPOOLING\tNORMALIZE\tDEVICE\tDEFAULT")
+	fmt.Fprintln(tw, "ID\tKIND\tDIMENSIONS\tMAX LENGTH\tPOOLING\tNORMALIZE\tDEVICE\tDEFAULT")
 	for _, m := range models {
 		def := ""
 		if m.GetDefault() {
 			def = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%t\t%s\t%s\n", m.GetId(), m.GetDimensions(), m.GetMaxLength(), m.GetPooling(), m.GetNormalize(), m.GetDevice(), def)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%t\t%s\t%s\n", m.GetId(), m.GetKind(), m.GetDimensions(), m.GetMaxLength(), m.GetPooling(), m.GetNormalize(), m.GetDevice(), def)
 	}
 	if err := tw.Flush(); err != nil {
 		return e.fail("models", fmt.Errorf("writing output: %w", err))
