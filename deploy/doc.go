@@ -3,7 +3,7 @@
 // for serving, the shards' StatefulSet in k8s/sharded, an Indexed Job of
 // `embedd job embed` and its merge in k8s/jobs, the prometheus-adapter rule
 // of the autoscaler) and a Grafana dashboard
-// (grafana/embedd.json); README.md says how to use them.
+// (grafana/embedd.json); the repository README's "Running on Kubernetes" says how to use them.
 //
 // The package has no code of its own. Its tests hold the files to the
 // code: every manifest decodes strictly into the Kubernetes API types and
