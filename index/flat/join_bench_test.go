@@ -13,7 +13,7 @@ func BenchmarkSelfJoin(b *testing.B) {
 	for _, n := range []int{20_000, 100_000} {
 		m := benchMatrix(n)
 		pairs := float64(n) * float64(n-1) / 2
-		for _, br := range []int{0, 256, 1024} {
+		for _, br := range []int{0, 128, 256, 680} {
 			b.Run(fmt.Sprintf("n=%d/topk/block=%d", n, br), func(b *testing.B) {
 				for b.Loop() {
 					if _, err := SelfJoin(context.Background(), m, JoinOptions{Metric: Cosine, K: 10, BlockRows: br}); err != nil {

@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	benchjoin -npy FILE [-k 10]
+//	benchjoin -npy FILE [-k 10] [-block ROWS]
 package main
 
 import (
@@ -25,6 +25,7 @@ import (
 func main() {
 	path := flag.String("npy", "", "a 2-D little-endian float32 .npy of unit rows (version 1 header)")
 	k := flag.Int("k", 10, "neighbours per row")
+	block := flag.Int("block", 0, "rows per block of the self-join (0: the package's choice)")
 	flag.Parse()
 	b, err := os.ReadFile(*path)
 	if err != nil {
@@ -40,7 +41,7 @@ func main() {
 	ctx := context.Background()
 
 	t0 := time.Now()
-	join, err := flat.SelfJoin(ctx, m, flat.JoinOptions{Metric: flat.Dot, K: *k})
+	join, err := flat.SelfJoin(ctx, m, flat.JoinOptions{Metric: flat.Dot, K: *k, BlockRows: *block})
 	if err != nil {
 		log.Fatal(err)
 	}
