@@ -71,6 +71,11 @@ func (o JoinOptions) blockRows(dim int) int {
 // o.Threshold. Memory beyond m is the K-heaps of all rows and a block's
 // pairs; the scan is exact. If ctx is cancelled SelfJoin stops between
 // tiles and returns ctx.Err().
+//
+// On 2 cores of an AMD EPYC with AVX-512, 100k×384 random unit rows, top
+// 10: 12.1–13.6 s, against 27.4–28.1 s for the same answer through Search
+// (every row a query, k=11), 2.06–2.27× the throughput, and 72.7 s for
+// FAISS 1.7.3 IndexFlatIP on 2 threads (scripts/bench_pairs_vs_faiss.sh).
 func SelfJoin(ctx context.Context, m Matrix, o JoinOptions) ([][]Hit, error) {
 	return join(ctx, m, m, true, o)
 }
