@@ -100,13 +100,6 @@ func (f *modelFlags) openCore(stderr io.Writer, cacheBytes int64) (*core.Core, e
 	return core.Open(cfg, core.WithLogger(log))
 }
 
-func joinClose(err error, c interface{ Close() error }) error {
-	if cerr := c.Close(); cerr != nil {
-		return fmt.Errorf("%w (and closing: %v)", err, cerr)
-	}
-	return err
-}
-
 // maxLineBytes bounds one input line (a text); longer lines are an error.
 const maxLineBytes = 16 << 20
 

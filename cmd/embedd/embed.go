@@ -14,7 +14,6 @@ import (
 	"syscall"
 
 	"github.com/embedd/embedd/core"
-	"github.com/embedd/embedd/models"
 )
 
 // embedChunk is how many stdin lines one Embed call takes: memory stays flat
@@ -26,9 +25,8 @@ func embedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var mf modelFlags
 	mf.register(fs)
-	normalize := fs.String("normalize", "default", "L2-normalise vectors: default (as the model says), true, false")
-	dims := fs.Int("dimensions", 0, "keep the first `n` components (Matryoshka); 0 keeps all")
-	truncate := fs.Bool("truncate", true, "cut texts over the model's max length; false rejects them")
+	var eo embedOptions
+	eo.register(fs)
 	cacheBytes := fs.Int64("cache-bytes", -1, "embedding cache size in `bytes` for repeated lines; -1 turns it off")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: embedd embed [flags] [TEXT...]\n\nEmbeds the texts given as arguments, or else one text per line of stdin,\nand prints one JSON line {\"index\": i, \"embedding\": [...]} per text.\n\nflags:")
@@ -37,19 +35,10 @@ func embedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if code, ok := parseArgs(fs, args); !ok {
 		return code
 	}
-	opts := models.Options{Dimensions: *dims}
-	switch *normalize {
-	case "default":
-	case "true":
-		opts.Normalize = models.NormalizeOn
-	case "false":
-		opts.Normalize = models.NormalizeOff
-	default:
-		fmt.Fprintf(stderr, "embedd embed: --normalize %q is not one of default, true, false\n", *normalize)
+	opts, err := eo.options()
+	if err != nil {
+		fmt.Fprintf(stderr, "embedd embed: %v\n", err)
 		return 2
-	}
-	if !*truncate {
-		opts.Truncate = models.Reject
 	}
 	c, err := mf.openCore(stderr, *cacheBytes)
 	if err != nil {

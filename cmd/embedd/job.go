@@ -216,7 +216,8 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 }
 
-// embedOptions are the flags of a job that embeds texts.
+// embedOptions are the flags of a command that embeds texts (embed, and the
+// jobs that embed).
 type embedOptions struct {
 	normalize string
 	dims      int
@@ -226,7 +227,7 @@ type embedOptions struct {
 func (e *embedOptions) register(fs *flag.FlagSet) {
 	fs.StringVar(&e.normalize, "normalize", "default", "L2-normalise vectors: default (as the model says), true, false")
 	fs.IntVar(&e.dims, "dimensions", 0, "keep the first `n` components (Matryoshka); 0 keeps all")
-	fs.BoolVar(&e.truncate, "truncate", true, "cut texts over the model's max length; false fails those lines")
+	fs.BoolVar(&e.truncate, "truncate", true, "cut texts over the model's max length; false refuses them (a job records each refused line in --errors)")
 }
 
 func (e *embedOptions) options() (models.Options, error) {
