@@ -38,14 +38,26 @@ type jsonlRecord struct {
 // lines are skipped), in batches of up to 1024 records, and returns how many
 // it stored. Unknown fields are errors. An error names the line (wrapping
 // ErrInvalid for bad input); the batches before the failing line's batch are
-// stored, the rest is not. Memory stays flat whatever r's size.
+// stored, the rest is not (CheckJSONL first makes an import all or nothing
+// for bad input). Memory stays flat whatever r's size.
 func (c *Collection) ImportJSONL(ctx context.Context, r io.Reader) (int, error) {
+	return c.importJSONL(ctx, r, newImporter(c, false))
+}
+
+// CheckJSONL reads r as ImportJSONL does and checks every record against
+// the collection (its dimension, finite components, a direction under
+// cosine, ids, metadata) without storing anything; it returns how many
+// records would be stored, or ImportJSONL's error for the first bad line.
+func (c *Collection) CheckJSONL(ctx context.Context, r io.Reader) (int, error) {
+	return c.importJSONL(ctx, r, newImporter(c, true))
+}
+
+func (c *Collection) importJSONL(ctx context.Context, r io.Reader, imp *importer) (int, error) {
 	if err := c.writable(); err != nil {
 		return 0, err
 	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxJSONLLine)
-	imp := newImporter(c)
 	var jr jsonlRecord
 	line := 0
 	for sc.Scan() {
@@ -86,16 +98,18 @@ func (c *Collection) ImportJSONL(ctx context.Context, r io.Reader) (int, error) 
 	return imp.n, imp.flush(ctx)
 }
 
-// importer gathers validated records into batches and commits them.
+// importer gathers validated records into batches and commits them; a dry
+// importer only validates them and drops each batch.
 type importer struct {
 	c       *Collection
 	b       *batch
+	dry     bool
 	pending int
 	n       int
 }
 
-func newImporter(c *Collection) *importer {
-	return &importer{c: c, b: newBatch(importBatchBytes)}
+func newImporter(c *Collection, dry bool) *importer {
+	return &importer{c: c, b: newBatch(importBatchBytes), dry: dry}
 }
 
 func (imp *importer) add(ctx context.Context, r *Record, w where) error {
@@ -113,8 +127,13 @@ func (imp *importer) flush(ctx context.Context) error {
 	if imp.pending == 0 {
 		return nil
 	}
-	if _, err := imp.c.commit(ctx, imp.b); err != nil {
-		return err
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("embedd/index: import: %w", err)
+	}
+	if !imp.dry {
+		if _, err := imp.c.commit(ctx, imp.b); err != nil {
+			return err
+		}
 	}
 	imp.n += imp.pending
 	imp.pending = 0

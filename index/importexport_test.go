@@ -161,3 +161,25 @@ func TestImportOnReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckStoresNothing: CheckJSONL and CheckNPY find the first bad record
+// as the imports would, count the good ones, and store nothing.
+func TestCheckStoresNothing(t *testing.T) {
+	c := testCollection(t, 2, Cosine)
+	ctx := context.Background()
+	good := "{\"id\": \"a\", \"vector\": [1, 0]}\n{\"id\": \"b\", \"vector\": [0, 1]}\n"
+	if n, err := c.CheckJSONL(ctx, strings.NewReader(good)); err != nil || n != 2 {
+		t.Fatalf("CheckJSONL(good) = %d, %v", n, err)
+	}
+	bad := good + "{\"id\": \"c\", \"vector\": [1, 2, 3]}\n"
+	if _, err := c.CheckJSONL(ctx, strings.NewReader(bad)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "line 3") {
+		t.Fatalf("CheckJSONL(bad) = %v, want ErrInvalid naming line 3", err)
+	}
+	npy := npyBytes(2, 2, func(i, j int) float32 { return float32(1 - i) }) // row 1 is zero
+	if _, err := c.CheckNPY(ctx, bytes.NewReader(npy), nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("CheckNPY with a zero row under cosine = %v, want ErrInvalid", err)
+	}
+	if st := c.Stats(); st.Rows != 0 || st.Seq != 0 {
+		t.Fatalf("checks stored something: %+v", st)
+	}
+}

@@ -210,8 +210,20 @@ func appendNPYHeader(dst []byte, rows, cols int) []byte {
 // the row numbers ("0", "1", …) or, if ids is not nil, its lines, one per
 // row. Rows are read and committed in batches, so memory stays flat. An
 // error names the row or the ids line (wrapping ErrInvalid for bad input);
-// the batches before the failing row's batch are stored.
+// the batches before the failing row's batch are stored (CheckNPY first
+// makes an import all or nothing for bad input).
 func (c *Collection) ImportNPY(ctx context.Context, r io.Reader, ids io.Reader) (int, error) {
+	return c.importNPY(ctx, r, ids, newImporter(c, false))
+}
+
+// CheckNPY reads r and ids as ImportNPY does and checks every row against
+// the collection without storing anything; it returns how many rows would
+// be stored, or ImportNPY's error for the first bad row.
+func (c *Collection) CheckNPY(ctx context.Context, r io.Reader, ids io.Reader) (int, error) {
+	return c.importNPY(ctx, r, ids, newImporter(c, true))
+}
+
+func (c *Collection) importNPY(ctx context.Context, r io.Reader, ids io.Reader, imp *importer) (int, error) {
 	if err := c.writable(); err != nil {
 		return 0, err
 	}
@@ -243,7 +255,6 @@ func (c *Collection) ImportNPY(ctx context.Context, r io.Reader, ids io.Reader) 
 		idLines = bufio.NewScanner(ids)
 		idLines.Buffer(make([]byte, 0, 4096), 64<<10)
 	}
-	imp := newImporter(c)
 	raw := make([]byte, 4*dim)
 	vec := make([]float32, dim)
 	for row := range rows {

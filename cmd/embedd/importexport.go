@@ -19,8 +19,9 @@ import (
 // importCmd streams a JSONL or .npy file into a collection of a data
 // directory that no server has open; it creates the collection when --dim
 // is given and it does not exist. An import that fails removes the
-// collection it created; into an existing collection, the batches before
-// the failing one stay stored (and the message says how many).
+// collection it created; into an existing collection, the file is checked
+// whole first, so bad input stores nothing (a failure while writing, such as
+// a full disk, leaves the batches before it stored, and says how many).
 func importCmd(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -31,7 +32,7 @@ func importCmd(args []string, stdout, stderr io.Writer) int {
 	metric := fs.String("metric", "cosine", "metric of a created collection: cosine, dot or l2")
 	idsFile := fs.String("ids", "", "for .npy input only: a `file` of ids, one per line (default: row numbers)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: embedd import [flags] COLLECTION FILE.jsonl|FILE.npy\n\nStreams records into a collection (the server must not have it open: upsert\nthrough \"embedctl upsert\" while it runs; a server picks up a collection\nimported beside it when it next starts): JSONL lines {\"id\", \"vector\",\n\"metadata\"}, or a 2-D float32 .npy array. A failed import removes the\ncollection it created; into an existing collection, the batches before the\nfailing one stay stored (importing the fixed file again replaces them by id).\n\nflags:")
+		fmt.Fprintln(stderr, "usage: embedd import [flags] COLLECTION FILE.jsonl|FILE.npy\n\nStreams records into a collection (the server must not have it open: upsert\nthrough \"embedctl upsert\" while it runs; a running server serves a\ncollection imported beside it once the import ends): JSONL lines {\"id\", \"vector\",\n\"metadata\"}, or a 2-D float32 .npy array. A failed import removes the\ncollection it created; into an existing collection the file is checked whole\nfirst, so bad input stores nothing.\n\nflags:")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseArgs(fs, args); !ok {
@@ -67,23 +68,46 @@ func importCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	var n int
-	switch {
-	case err != nil:
-	case npy:
-		var ids io.Reader
-		if *idsFile != "" {
-			idf, ierr := os.Open(*idsFile)
-			if ierr != nil {
-				err = ierr
-				break
-			}
+	var idf *os.File
+	if err == nil && npy && *idsFile != "" {
+		if idf, err = os.Open(*idsFile); err == nil {
 			defer idf.Close()
+		}
+	}
+	// run imports the file, or with check only checks it (index.CheckJSONL,
+	// CheckNPY).
+	run := func(check bool) (int, error) {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return 0, err
+		}
+		if !npy {
+			if check {
+				return c.CheckJSONL(ctx, f)
+			}
+			return c.ImportJSONL(ctx, f)
+		}
+		var ids io.Reader
+		if idf != nil {
+			if _, err := idf.Seek(0, io.SeekStart); err != nil {
+				return 0, err
+			}
 			ids = idf
 		}
-		n, err = c.ImportNPY(ctx, bufio.NewReaderSize(f, 1<<20), ids)
-	default:
-		n, err = c.ImportJSONL(ctx, f)
+		if check {
+			return c.CheckNPY(ctx, bufio.NewReaderSize(f, 1<<20), ids)
+		}
+		return c.ImportNPY(ctx, bufio.NewReaderSize(f, 1<<20), ids)
+	}
+	var n int
+	if err == nil && !created {
+		// Into an existing collection: check the whole file first, so a
+		// bad record stores nothing.
+		if _, err = run(true); err != nil {
+			return fail(fmt.Errorf("%w (nothing was stored in %s)", err, name))
+		}
+	}
+	if err == nil {
+		n, err = run(false)
 	}
 	if err != nil {
 		if created {

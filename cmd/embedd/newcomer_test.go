@@ -66,12 +66,16 @@ func TestImportFailureLeavesNoCollection(t *testing.T) {
 	if code, out, stderr := runCmd(t, "", "import", "--data-dir", data, "--dim", "4", "c", four); code != 0 || !strings.Contains(out, "imported 2 records into c") {
 		t.Fatalf("the retry with the right --dim: exit %d, %q %q", code, out, stderr)
 	}
-	// Into the existing collection: the first batch (1024 records) is
-	// stored before the bad line, and the message says so.
+	// Into the existing collection: the file is checked whole first, so a
+	// bad line after a full batch (1024 records) stores nothing, and the
+	// message says so.
 	bad := jsonl(t, 1030, 4, `{"id": "x", "vector": [1, 2]}`)
 	code, _, stderr = runCmd(t, "", "import", "--data-dir", data, "c", bad)
-	if code != 1 || !strings.Contains(stderr, "line 1031") || !strings.Contains(stderr, "1024 records before it are stored in c") {
+	if code != 1 || !strings.Contains(stderr, "line 1031") || !strings.Contains(stderr, "nothing was stored in c") {
 		t.Fatalf("a failed import into an existing collection: exit %d, %q", code, stderr)
+	}
+	if code, out, stderr := runCmd(t, "", "export", "--data-dir", data, "c"); code != 0 || strings.Count(out, "\n") != 2 {
+		t.Fatalf("after the failed import the collection holds %d records, want the 2 from before (exit %d, %q)", strings.Count(out, "\n"), code, stderr)
 	}
 	if code, _, stderr := runCmd(t, "", "import", "--data-dir", data, "--dim", "5", "c", four); code != 1 || !strings.Contains(stderr, "--dim 5: collection c exists with dimension 4") {
 		t.Errorf("--dim that is not the collection's: exit %d, %q", code, stderr)
