@@ -169,22 +169,15 @@ func (c Config) Defaults() Config {
 // Validate checks c after Defaults; every problem is reported, each naming
 // the field, the value and the rule.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(field string, v any, rule string) {
-		errs = append(errs, fmt.Errorf("%s: %v %s", field, v, rule))
-	}
-	rangeInt := func(field string, v, lo, hi int) {
-		if v < lo || v > hi {
-			bad(field, v, fmt.Sprintf("is not in [%d, %d]", lo, hi))
-		}
-	}
+	var p Problems
+	bad, rangeInt := p.Add, p.Range
 	if d, err := device.Parse(c.SearchDevice); err != nil {
 		bad("search_device", strconv.Quote(c.SearchDevice), `is not one of "cpu", "cuda", "cuda:N" (N ≥ 0), "auto"`)
 	} else if c.SearchFP16 && d.Kind == device.CPU {
 		bad("search_fp16", "true", `needs search_device "cuda", "cuda:N" or "auto" (the CPU searches float32)`)
 	}
 	if err := c.Registry().Validate(); err != nil {
-		errs = append(errs, err)
+		p.Join(err)
 	}
 	for i, m := range c.Models {
 		f := fmt.Sprintf("models[%d]", i)
@@ -206,8 +199,37 @@ func (c Config) Validate() error {
 	if c.CacheBytes < -1 || c.CacheBytes == 0 || c.CacheBytes > 1<<40 {
 		bad("cache_bytes", c.CacheBytes, "is not -1 (off) or in [1, 2^40]")
 	}
-	return errors.Join(errs...)
+	return p.Err()
 }
+
+// Problems collects a configuration's problems, each naming the field, the
+// value and the rule; the server's configuration adds its own to the
+// core's the same way. The zero value is empty.
+type Problems struct {
+	errs []error
+}
+
+// Add records that field's value v breaks rule.
+func (p *Problems) Add(field string, v any, rule string) {
+	p.errs = append(p.errs, fmt.Errorf("%s: %v %s", field, v, rule))
+}
+
+// Range records field's value v unless it is in [lo, hi].
+func (p *Problems) Range(field string, v, lo, hi int) {
+	if v < lo || v > hi {
+		p.Add(field, v, fmt.Sprintf("is not in [%d, %d]", lo, hi))
+	}
+}
+
+// Join records err (problems found elsewhere) unless it is nil.
+func (p *Problems) Join(err error) {
+	if err != nil {
+		p.errs = append(p.errs, err)
+	}
+}
+
+// Err is every problem recorded, joined, or nil.
+func (p *Problems) Err() error { return errors.Join(p.errs...) }
 
 // Registry is the model part of the configuration.
 func (c Config) Registry() models.RegistryConfig {

@@ -149,6 +149,11 @@ type Config struct {
 //
 // A static embedding folder (static.go) needs no Runtime: rt may be nil.
 func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
+	return load(rt, cfg, sc, true)
+}
+
+// load is Load, or LoadTokenizing without sessions.
+func load(rt *Runtime, cfg Config, sc SessionConfig, sessions bool) (*Model, error) {
 	if sub, ok, err := staticFolder(cfg.Path); err != nil {
 		return nil, err
 	} else if ok {
@@ -177,6 +182,10 @@ func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
 	m := &Model{
 		info: Info{ID: cfg.ID, Path: cfg.Path, Kind: KindONNX, MaxLength: fc.maxLen, Pooling: fc.pooling, Normalize: fc.normalize},
 		tok:  tok,
+	}
+	if !sessions {
+		m.eng = tokenizingOnly{}
+		return m, nil
 	}
 	oe := &onnxEngine{pooling: fc.pooling}
 	devices := cfg.Devices
@@ -207,27 +216,7 @@ func Load(rt *Runtime, cfg Config, sc SessionConfig) (*Model, error) {
 // only tokenizes works where ONNX Runtime is not installed. Forward on it
 // fails. The caller owns the Model and closes it.
 func LoadTokenizing(cfg Config) (*Model, error) {
-	if sub, ok, err := staticFolder(cfg.Path); err != nil {
-		return nil, err
-	} else if ok {
-		return loadStaticModel(cfg, sub)
-	}
-	fc, err := readFolder(cfg.Path)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.MaxLength > 0 {
-		fc.maxLen = cfg.MaxLength
-	}
-	tok, err := tokenizer.FromFile(filepath.Join(cfg.Path, "tokenizer.json"))
-	if err != nil {
-		return nil, err
-	}
-	return &Model{
-		info: Info{ID: cfg.ID, Path: cfg.Path, Kind: KindONNX, MaxLength: fc.maxLen, Pooling: fc.pooling, Normalize: fc.normalize},
-		tok:  tok,
-		eng:  tokenizingOnly{},
-	}, nil
+	return load(nil, cfg, SessionConfig{}, false)
 }
 
 // tokenizingOnly is the engine of a Model opened by LoadTokenizing.

@@ -151,15 +151,8 @@ func (c Config) Defaults() Config {
 // Validate checks a configuration after Defaults; every problem is
 // reported, each naming the field, the value and the rule.
 func (c Config) Validate() error {
-	var errs []error
-	bad := func(field string, v any, rule string) {
-		errs = append(errs, fmt.Errorf("%s: %v %s", field, v, rule))
-	}
-	rangeInt := func(field string, v, lo, hi int) {
-		if v < lo || v > hi {
-			bad(field, v, fmt.Sprintf("is not in [%d, %d]", lo, hi))
-		}
-	}
+	var p core.Problems
+	bad, rangeInt := p.Add, p.Range
 	if err := checkAddr(c.GRPCAddr); err != nil {
 		bad("grpc_addr", strconv.Quote(c.GRPCAddr), err.Error())
 	}
@@ -169,7 +162,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Config.Validate(); err != nil {
-		errs = append(errs, err)
+		p.Join(err)
 	}
 	rangeInt("max_message_bytes", c.MaxMessageBytes, 1<<10, 1<<30)
 	if c.MaxFileBytes < 1 || c.MaxFileBytes > 1<<40 {
@@ -228,8 +221,8 @@ func (c Config) Validate() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("log_level", strconv.Quote(c.LogLevel), "is not one of debug, info, warn, error")
 	}
-	errs = append(errs, c.Tracing.validate()...)
-	return errors.Join(errs...)
+	p.Join(errors.Join(c.Tracing.validate()...))
+	return p.Err()
 }
 
 // validate checks the tracing fields, each error naming the field, the
