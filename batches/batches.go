@@ -325,6 +325,33 @@ func (m *Manager) List(owner, after string, limit int) ([]Batch, bool) {
 	return out, more
 }
 
+// Statuses lists every status a batch can have, in the order a batch goes
+// through them.
+var Statuses = []string{StatusValidating, StatusInProgress, StatusFinalizing, StatusCompleted,
+	StatusFailed, StatusExpired, StatusCancelling, StatusCancelled}
+
+// Progress is every owner's batches together, for metrics.
+type Progress struct {
+	// ByStatus counts the batches in each status.
+	ByStatus map[string]int
+	// Requests sums the batches' request counts.
+	Requests RequestCounts
+}
+
+// Progress reports every batch of every owner, summed.
+func (m *Manager) Progress() Progress {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := Progress{ByStatus: make(map[string]int, len(Statuses))}
+	for _, st := range m.batches {
+		p.ByStatus[st.Status]++
+		p.Requests.Total += st.RequestCounts.Total
+		p.Requests.Completed += st.RequestCounts.Completed
+		p.Requests.Failed += st.RequestCounts.Failed
+	}
+	return p
+}
+
 // Cancel asks owner's batch id to stop: "cancelling" until the runner has
 // stopped it, then "cancelled"; a batch not yet started is cancelled at
 // once.

@@ -48,6 +48,7 @@ func (s *Server) openBatches(c *core.Core) error {
 		return fmt.Errorf("embedd/server: %w", err)
 	}
 	s.batches.Store(&batchState{files: fs, batches: bm})
+	s.metrics.registerBatches(bm.Progress)
 	return nil
 }
 

@@ -184,8 +184,21 @@ func TestBatchEmbeddingsLikeOpenAI(t *testing.T) {
 	if code, e := do(t, "POST", base+"/v1/batches/"+id+"/cancel", testKey, "", nil); code != 409 {
 		t.Errorf("cancel a completed batch: %d %v", code, e)
 	}
-	if _, m := get(t, base+"/metrics", testKey); !strings.Contains(m, `embedd_bulk_queue_depth{model="a"} 0`) {
+	_, m := get(t, base+"/metrics", testKey)
+	if !strings.Contains(m, `embedd_bulk_queue_depth{model="a"} 0`) {
 		t.Error("/metrics has no embedd_bulk_queue_depth")
+	}
+	// Batch-job progress: the batch above is completed, its 5 requests
+	// counted (4 completed, 1 failed), with the other batches the test made.
+	for _, want := range []string{`embedd_openai_batch_requests{state="completed"} `, `embedd_openai_batch_requests{state="failed"} `, `embedd_openai_batches{status="completed"} `} {
+		i := strings.Index(m, want)
+		if i < 0 {
+			t.Errorf("/metrics has no %s", want)
+			continue
+		}
+		if v := strings.Fields(m[i+len(want):])[0]; v == "0" {
+			t.Errorf("%s%s after a completed batch", want, v)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/embedd/embedd/batches"
 	"github.com/embedd/embedd/core/cache"
 )
 
@@ -19,6 +20,31 @@ type metrics struct {
 	queueWait    *prometheus.HistogramVec // model
 	tokens       *prometheus.CounterVec   // model
 	texts        *prometheus.CounterVec   // model
+}
+
+// registerBatches exports the progress of the OpenAI Batch API's batches,
+// read from progress: how many batches are in each status, and their
+// requests (total, completed, failed), for dashboards of bulk work.
+func (m *metrics) registerBatches(progress func() batches.Progress) {
+	for _, status := range batches.Statuses {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "embedd_openai_batches", Help: "OpenAI Batch API batches in each status.",
+			ConstLabels: prometheus.Labels{"status": status},
+		}, func() float64 { return float64(progress().ByStatus[status]) }))
+	}
+	for _, state := range []struct {
+		name string
+		n    func(batches.RequestCounts) int64
+	}{
+		{"total", func(c batches.RequestCounts) int64 { return c.Total }},
+		{"completed", func(c batches.RequestCounts) int64 { return c.Completed }},
+		{"failed", func(c batches.RequestCounts) int64 { return c.Failed }},
+	} {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "embedd_openai_batch_requests", Help: "Requests of the OpenAI Batch API's batches: total, completed, failed.",
+			ConstLabels: prometheus.Labels{"state": state.name},
+		}, func() float64 { return float64(state.n(progress().Requests)) }))
+	}
 }
 
 // registerCache exports the embedding cache's own counters, read from
