@@ -182,6 +182,13 @@ else
     log "installing ${missing[*]} with apt (the static model's tools and training text)"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # nodejs-doc is Debian's and conflicts with a Node.js from another source
+    # (nodesource's), which apt then removes: put Debian's Node.js and npm
+    # back for what needs npm (the OpenAI SDK and Parquet reader tests).
+    if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+      log "installing npm with apt (the training packages replaced Node.js)"
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null
+    fi
   fi
   log "training the static model into $static_dir (2 to 6 minutes)"
   rm -rf "$static_dir"
