@@ -35,21 +35,31 @@ func Verify(dir string) (VerifyReport, error) {
 		return VerifyReport{}, err
 	}
 	// A writer's checkpoint or compaction may remove the files or WAL
-	// segments of the checkpoint read first; then read it again.
+	// segments of the checkpoint read first (a segment gone between listing
+	// and reading reads as a gap in the sequence); then read it again. Damage
+	// found while CHECKPOINT stayed the same is damage.
 	for attempt := 0; ; attempt++ {
-		rep, err := verifyOnce(dir, man)
-		if (errors.Is(err, fs.ErrNotExist) || errors.Is(err, errRetry)) && attempt < 20 {
-			continue
+		rep, ck, err := verifyOnce(dir, man)
+		if attempt < 20 {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errRetry) {
+				continue
+			}
+			if errors.Is(err, ErrCorrupt) {
+				if now, cerr := readCheckpoint(dir); cerr == nil && (now.seq != ck.seq || now.gen != ck.gen) {
+					continue
+				}
+			}
 		}
 		return rep, err
 	}
 }
 
-func verifyOnce(dir string, man manifest) (VerifyReport, error) {
+// verifyOnce checks dir against the CHECKPOINT it reads, which it returns.
+func verifyOnce(dir string, man manifest) (VerifyReport, checkpoint, error) {
 	var rep VerifyReport
 	ck, err := readCheckpoint(dir)
 	if err != nil {
-		return rep, err
+		return rep, ck, err
 	}
 	rep.NoChecksums = !ck.hasSums
 	lengths := ck.lengths(man.Dim, man.Metric == L2)
@@ -60,13 +70,13 @@ func verifyOnce(dir string, man manifest) (VerifyReport, error) {
 			continue // no norms file
 		}
 		if err := verifyFile(path, magics[f], dims[f], ck, lengths[f], ck.sums[f]); err != nil {
-			return rep, err
+			return rep, ck, err
 		}
 		rep.Files = append(rep.Files, path)
 		rep.Bytes += lengths[f]
 	}
 	_, err = replayWAL(dir, ck.seq, replayVerify, slog.New(slog.DiscardHandler), func(uint64, []byte) error { return nil })
-	return rep, err
+	return rep, ck, err
 }
 
 // verifyFile checks the data file at path: its header, that it holds
