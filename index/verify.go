@@ -36,16 +36,23 @@ func Verify(dir string) (VerifyReport, error) {
 	}
 	// A writer's checkpoint or compaction may remove the files or WAL
 	// segments of the checkpoint read first (a segment gone between listing
-	// and reading reads as a gap in the sequence); then read it again. Damage
-	// found while CHECKPOINT stayed the same is damage.
+	// and reading reads as a gap in the sequence); then read it again.
+	// Damage is what is found on verifyReads consecutive reads of an
+	// unchanged CHECKPOINT: real damage stays where it is, a race with the
+	// writer does not repeat.
+	const verifyReads = 4
+	sameDamage := 0
 	for attempt := 0; ; attempt++ {
 		rep, ck, err := verifyOnce(dir, man)
-		if attempt < 20 {
+		if attempt < 50 {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errRetry) {
 				continue
 			}
 			if errors.Is(err, ErrCorrupt) {
 				if now, cerr := readCheckpoint(dir); cerr == nil && (now.seq != ck.seq || now.gen != ck.gen) {
+					continue
+				}
+				if sameDamage++; sameDamage < verifyReads {
 					continue
 				}
 			}
