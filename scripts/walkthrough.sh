@@ -77,7 +77,7 @@ for cmd in "${examples[@]}"; do
   run=${run//curl -s /curl -sS --fail-with-body }
   echo "\$ $cmd"
   if ! out=$(bash -o pipefail -c "$run" 2>&1); then
-    printf '%s\n' "$out" | head -c 2000 >&2
+    head -c 2000 <<<"$out" >&2 # a here-string: head closing early cannot SIGPIPE a writer
     echo "walkthrough: the README command failed: $cmd" >&2
     exit 1
   fi
@@ -85,7 +85,7 @@ for cmd in "${examples[@]}"; do
     echo "walkthrough: the README command printed nothing: $cmd" >&2
     exit 1
   fi
-  printf '%s\n' "$out" | head -3 | cut -c1-160 | sed 's/^/   /'
+  head -3 <<<"$out" | cut -c1-160 | sed 's/^/   /'
   passed=$((passed + 1))
 done
 
