@@ -64,8 +64,14 @@ func (c *Core) Embed(ctx context.Context, model string, texts []string, o models
 		if err != nil {
 			return Embeddings{}, batchError(p, err)
 		}
+		// Bulk work (a batch job's millions of distinct texts) would only
+		// evict what interactive callers repeat: it reads the cache, never
+		// fills it.
+		bulk := batch.IsBulk(ctx)
 		for j, i := range misses {
-			c.cache.Put(cache.Key(id, 0, 0, texts[i]), vecs[j])
+			if !bulk {
+				c.cache.Put(cache.Key(id, 0, 0, texts[i]), vecs[j])
+			}
 			out[i] = vecs[j]
 		}
 	}

@@ -59,3 +59,27 @@ func TestBulkNeverOverloadsInteractive(t *testing.T) {
 		t.Error("the bulk lane's vector differs from the interactive one")
 	}
 }
+
+// TestBulkWorkDoesNotFillTheCache: bulk texts are served from the cache
+// when there, but never added to it, so a batch job's distinct texts do not
+// evict what interactive callers repeat.
+func TestBulkWorkDoesNotFillTheCache(t *testing.T) {
+	c := open(t, Config{})
+	ctx := context.Background()
+	if _, err := c.EmbedBulk(ctx, "", []string{"bulk only"}, models.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.CacheStats(); st.Bytes != 0 {
+		t.Fatalf("bulk work filled the cache: %+v", st)
+	}
+	if _, err := c.Embed(ctx, "", []string{"interactive"}, models.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	before := c.CacheStats()
+	if _, err := c.EmbedBulk(ctx, "", []string{"interactive"}, models.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if after := c.CacheStats(); after.Hits != before.Hits+1 || after.Bytes != before.Bytes {
+		t.Fatalf("bulk work on a cached text: %+v then %+v; want one hit and no new entry", before, after)
+	}
+}
