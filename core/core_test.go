@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,28 +12,8 @@ import (
 
 	"github.com/embedd/embedd/index"
 	"github.com/embedd/embedd/models"
+	"github.com/embedd/embedd/models/modelstest"
 )
-
-var sampleTexts = []string{
-	"The aviation companies have increased regular air transportation.",
-	"Hello, world",
-	"",
-	"Crème brûlée and naïve café owners",
-	"東京は日本の首都です",
-	strings.Repeat("A much longer sentence that keeps going and going. ", 12),
-	"short",
-	"Numbers like 3.14159 and 2,718 and e-mail@example.com",
-}
-
-func cosine(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	return ab / math.Sqrt(aa*bb)
-}
 
 // TestBatchingKeepsResults: however the batcher packs a request (small
 // budgets, few rows), every vector equals the one computed alone, in the
@@ -42,8 +21,8 @@ func cosine(a, b []float32) float64 {
 func TestBatchingKeepsResults(t *testing.T) {
 	ctx := context.Background()
 	alone := open(t, Config{CacheBytes: -1})
-	want := make([][]float32, len(sampleTexts))
-	for i, s := range sampleTexts {
+	want := make([][]float32, len(modelstest.SampleTexts))
+	for i, s := range modelstest.SampleTexts {
 		res, err := alone.Embed(ctx, "", []string{s}, models.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -52,12 +31,12 @@ func TestBatchingKeepsResults(t *testing.T) {
 	}
 	for _, budget := range []int{256, 600, 100000} {
 		c := open(t, Config{CacheBytes: -1, Models: []ModelConfig{{Config: models.Config{ID: models.DefaultModelID, Path: "x"}, MaxBatchTokens: budget, MaxBatchSize: 3}}})
-		res, err := c.Embed(ctx, "", sampleTexts, models.Options{})
+		res, err := c.Embed(ctx, "", modelstest.SampleTexts, models.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i := range sampleTexts {
-			if cs := cosine(res.Vectors[i], want[i]); cs < 0.99999 {
+		for i := range modelstest.SampleTexts {
+			if cs := modelstest.Cosine(res.Vectors[i], want[i]); cs < 0.99999 {
 				t.Errorf("budget %d, text %d: cosine to the unbatched vector %.7f < 0.99999", budget, i, cs)
 			}
 		}
@@ -144,7 +123,7 @@ func TestCacheServesRepeats(t *testing.T) {
 	if st := c.CacheStats(); st.Hits != 1 || st.Misses != 1 {
 		t.Errorf("cache stats %+v; want 1 hit and 1 miss", st)
 	}
-	if cs := cosine(b.Vectors[0], a.Vectors[0][:16]); cs < 0.99999 || len(b.Vectors[0]) != 16 {
+	if cs := modelstest.Cosine(b.Vectors[0], a.Vectors[0][:16]); cs < 0.99999 || len(b.Vectors[0]) != 16 {
 		t.Errorf("cached vector with dimensions 16: %d components, cosine %g to the prefix", len(b.Vectors[0]), cs)
 	}
 }
@@ -176,8 +155,8 @@ func TestCollectionsThroughTheCore(t *testing.T) {
 	if _, err := c.CreateCollection("big", index.Spec{Dim: 385, Metric: index.Cosine, Model: models.DefaultModelID}); AsError(err).Field != "dimension" {
 		t.Fatalf("dimension over the model's: %v, want an error on dimension", err)
 	}
-	recs := make([]Record, len(sampleTexts))
-	for i, s := range sampleTexts {
+	recs := make([]Record, len(modelstest.SampleTexts))
+	for i, s := range modelstest.SampleTexts {
 		recs[i] = Record{ID: string(rune('a' + i)), Text: s + " (doc)", Metadata: []byte(`{"n":` + string(rune('0'+i%2)) + `}`)}
 	}
 	recs[2].Text = "an empty text is no text" // "" means "no text"
@@ -188,7 +167,7 @@ func TestCollectionsThroughTheCore(t *testing.T) {
 		t.Fatalf("upsert: %d, %v", n, err)
 	}
 	res, err := c.Search(ctx, SearchRequest{Collection: "docs", K: 3, Vectors: true, Filter: map[string]string{"n": "1"},
-		Queries: []Query{{Text: sampleTexts[1] + " (doc)"}}})
+		Queries: []Query{{Text: modelstest.SampleTexts[1] + " (doc)"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +178,7 @@ func TestCollectionsThroughTheCore(t *testing.T) {
 	if err != nil || len(got) != 1 || len(missing) != 1 || missing[0] != "nope" {
 		t.Fatalf("Get: %v, %v, %v", got, missing, err)
 	}
-	if cs := cosine(res[0][0].Vector, got[0].Vector); cs < 0.999999 {
+	if cs := modelstest.Cosine(res[0][0].Vector, got[0].Vector); cs < 0.999999 {
 		t.Errorf("the hit's vector is not the stored one (cosine %g)", cs)
 	}
 	if n, err := c.Delete(ctx, "docs", []string{"b", "nope"}); err != nil || n != 1 {

@@ -7,28 +7,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/embedd/embedd/models/modelstest"
 )
-
-var sampleTexts = []string{
-	"The aviation companies have increased regular air transportation.",
-	"Hello, world",
-	"",
-	"Crème brûlée and naïve café owners",
-	"東京は日本の首都です",
-	strings.Repeat("A much longer sentence that keeps going and going. ", 12),
-	"short",
-	"Numbers like 3.14159 and 2,718 and e-mail@example.com",
-}
-
-func cosine(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	return ab / math.Sqrt(aa*bb)
-}
 
 func norm(v []float32) float64 {
 	var s float64
@@ -46,7 +27,7 @@ func TestMeanPoolingMatchesIndependentComputation(t *testing.T) {
 	if m.Info().Pooling != PoolMean {
 		t.Fatalf("test model pooling = %s, want mean (1_Pooling/config.json)", m.Info().Pooling)
 	}
-	texts := sampleTexts
+	texts := modelstest.SampleTexts
 	seqs := make([][]int32, len(texts))
 	longest := 0
 	for i, s := range texts {
@@ -101,15 +82,15 @@ func TestMeanPoolingMatchesIndependentComputation(t *testing.T) {
 
 func TestNormalizeAndDimensions(t *testing.T) {
 	m := needModel(t)
-	raw, err := embed(m, sampleTexts[:3], Options{Normalize: NormalizeOff})
+	raw, err := embed(m, modelstest.SampleTexts[:3], Options{Normalize: NormalizeOff})
 	if err != nil {
 		t.Fatal(err)
 	}
-	unit, err := embed(m, sampleTexts[:3], Options{Normalize: NormalizeOn})
+	unit, err := embed(m, modelstest.SampleTexts[:3], Options{Normalize: NormalizeOn})
 	if err != nil {
 		t.Fatal(err)
 	}
-	short, err := embed(m, sampleTexts[:3], Options{Normalize: NormalizeOn, Dimensions: 64})
+	short, err := embed(m, modelstest.SampleTexts[:3], Options{Normalize: NormalizeOn, Dimensions: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +108,7 @@ func TestNormalizeAndDimensions(t *testing.T) {
 			t.Errorf("text %d: truncated vector not re-normalised: norm %g", i, n)
 		}
 		// Matryoshka: truncate the raw vector, then normalise.
-		if c := cosine(short.Vectors[i], raw.Vectors[i][:64]); c < 0.99999 {
+		if c := modelstest.Cosine(short.Vectors[i], raw.Vectors[i][:64]); c < 0.99999 {
 			t.Errorf("text %d: dimensions 64 is not the normalised prefix (cosine %g)", i, c)
 		}
 	}
@@ -151,7 +132,7 @@ func TestTruncation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := cosine(cut.Vectors[0], res.Vectors[1]); c < 0.99999 {
+	if c := modelstest.Cosine(cut.Vectors[0], res.Vectors[1]); c < 0.99999 {
 		t.Errorf("truncated text is not the embedding of its first %d tokens (cosine %g)", m.Info().MaxLength, c)
 	}
 	_, err = embed(m, []string{"ok", long}, Options{Truncate: Reject})
@@ -191,7 +172,7 @@ func TestBadInput(t *testing.T) {
 
 func TestConcurrentForward(t *testing.T) {
 	m := needModel(t)
-	want, err := embed(m, sampleTexts, Options{})
+	want, err := embed(m, modelstest.SampleTexts, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,14 +180,14 @@ func TestConcurrentForward(t *testing.T) {
 	errs := make(chan error, 8)
 	for g := range 8 {
 		wg.Go(func() {
-			i := g % len(sampleTexts)
-			res, err := embed(m, sampleTexts[i:], Options{})
+			i := g % len(modelstest.SampleTexts)
+			res, err := embed(m, modelstest.SampleTexts[i:], Options{})
 			if err != nil {
 				errs <- err
 				return
 			}
 			for j, v := range res.Vectors {
-				if c := cosine(v, want.Vectors[i+j]); c < 0.99999 {
+				if c := modelstest.Cosine(v, want.Vectors[i+j]); c < 0.99999 {
 					errs <- fmt.Errorf("goroutine %d text %d: cosine %g", g, i+j, c)
 					return
 				}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/embedd/embedd/device"
+	"github.com/embedd/embedd/models/modelstest"
 )
 
 func writeFile(t *testing.T, path, data string) {
@@ -100,7 +101,7 @@ func TestRegistryLoadsSeveralModels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cos := cosine(a.Vectors[0], b.Vectors[0]); cos > 0.999 {
+	if cos := modelstest.Cosine(a.Vectors[0], b.Vectors[0]); cos > 0.999 {
 		t.Errorf("cls and mean pooling agree (cosine %g): the folder's pooling config was ignored", cos)
 	}
 	if err := reg.Close(); err != nil {
@@ -203,7 +204,7 @@ func TestHuggingFaceONNXSubfolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := embed(testModel, []string{"same"}, Options{})
-	if c := cosine(a.Vectors[0], b.Vectors[0]); c < 0.99999 {
+	if c := modelstest.Cosine(a.Vectors[0], b.Vectors[0]); c < 0.99999 {
 		t.Errorf("same model, other layout: cosine %g", c)
 	}
 }
@@ -223,17 +224,17 @@ func TestReplicas(t *testing.T) {
 		t.Error("pick chose the busy replica")
 	}
 	m.onnx.replicas[0].inflight.Add(-1)
-	want, _ := embed(testModel, sampleTexts, Options{})
+	want, _ := embed(testModel, modelstest.SampleTexts, Options{})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
-			got, err := embed(m, sampleTexts, Options{})
+			got, err := embed(m, modelstest.SampleTexts, Options{})
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			for i := range want.Vectors {
-				if c := cosine(got.Vectors[i], want.Vectors[i]); c < 0.99999 {
+				if c := modelstest.Cosine(got.Vectors[i], want.Vectors[i]); c < 0.99999 {
 					t.Errorf("text %d on replicas: cosine %g", i, c)
 				}
 			}

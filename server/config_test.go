@@ -1,12 +1,13 @@
 package server
 
 import (
-	"github.com/embedd/embedd/core"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/embedd/embedd/core"
 )
 
 func writeConfig(t *testing.T, body string) string {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/embedd/embedd/models/modelstest"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -79,7 +80,7 @@ func TestIndexServiceEndToEnd(t *testing.T) {
 	// The stored vector is the embedding of the text.
 	emb, _ := ts.embed.Embed(ctx, &embeddv1.EmbedRequest{Texts: []string{docs[5]}})
 	gr, err := ix.Get(ctx, &embeddv1.GetRequest{Collection: "docs", Ids: []string{"doc-5", "nope"}})
-	if err != nil || len(gr.Records) != 1 || fmt.Sprint(gr.Missing) != "[nope]" || cosine(gr.Records[0].Vector, emb.Embeddings[0].Values) < 0.99999 {
+	if err != nil || len(gr.Records) != 1 || fmt.Sprint(gr.Missing) != "[nope]" || modelstest.Cosine(gr.Records[0].Vector, emb.Embeddings[0].Values) < 0.99999 {
 		t.Fatalf("Get: %v %v", gr, err)
 	}
 	dr, err := ix.Delete(ctx, &embeddv1.DeleteRequest{Collection: "docs", Ids: []string{"doc-3", "ghost"}})

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/embedd/embedd/models"
+	"github.com/embedd/embedd/models/modelstest"
 	embeddv1 "github.com/embedd/embedd/proto/embedd/v1"
 )
 
@@ -33,16 +34,6 @@ var corpus = func() []string {
 	}
 	return out
 }()
-
-func cosine(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	return ab / math.Sqrt(aa*bb)
-}
 
 // unbatched embeds each text alone, straight through the model.
 func unbatched(t *testing.T, model string, texts []string) [][]float32 {
@@ -109,7 +100,7 @@ func TestConcurrentClientsGetUnbatchedVectors(t *testing.T) {
 					return
 				}
 				for j, e := range resp.Embeddings {
-					if cs := cosine(e.Values, want[idx[j]]); cs < 0.99999 {
+					if cs := modelstest.Cosine(e.Values, want[idx[j]]); cs < 0.99999 {
 						errs <- fmt.Errorf("client %d request %d text %d: cosine %.7f to the unbatched vector", c, r, j, cs)
 						return
 					}
@@ -317,7 +308,7 @@ func TestEmbedStreamAnswersInOrderWithPerChunkErrors(t *testing.T) {
 			t.Fatalf("chunk %d: %v", i, resp)
 		}
 		for j := range 2 {
-			if c := cosine(resp.Embeddings[j].Values, want[i+j]); c < 0.99999 {
+			if c := modelstest.Cosine(resp.Embeddings[j].Values, want[i+j]); c < 0.99999 {
 				t.Errorf("chunk %d text %d: cosine %g", i, j, c)
 			}
 		}
