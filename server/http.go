@@ -179,9 +179,9 @@ func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "dimensions", fmt.Sprintf("dimensions %d must be positive", req.Dimensions))
 		return
 	}
-	c := s.core.Load()
-	if c == nil {
-		writeError(w, core.Unavailablef("models are still loading; retry shortly"))
+	c, err := s.loaded()
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	res, err := c.Embed(r.Context(), req.Model, texts, models.Options{Normalize: models.NormalizeOn, Dimensions: req.Dimensions})
@@ -309,9 +309,9 @@ func (s *Server) modelObjects(c *core.Core) []openAIModelObject {
 // openAIModels serves OpenAI's GET /v1/models: {"object": "list", "data":
 // [model objects]}.
 func (s *Server) openAIModels(w http.ResponseWriter, r *http.Request) {
-	c := s.core.Load()
-	if c == nil {
-		writeError(w, core.Unavailablef("models are still loading; retry shortly"))
+	c, err := s.loaded()
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	writeJSON(w, struct {
@@ -322,9 +322,9 @@ func (s *Server) openAIModels(w http.ResponseWriter, r *http.Request) {
 
 // openAIModel serves OpenAI's GET /v1/models/{id}, an id or an alias.
 func (s *Server) openAIModel(w http.ResponseWriter, r *http.Request) {
-	c := s.core.Load()
-	if c == nil {
-		writeError(w, core.Unavailablef("models are still loading; retry shortly"))
+	c, err := s.loaded()
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	id := r.PathValue("id")

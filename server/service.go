@@ -173,12 +173,18 @@ func joinDevices(ds []device.Device) string {
 	return strings.Join(names, ",")
 }
 
-// ready returns the core, or UNAVAILABLE while the models load or once
-// shutdown began.
-func (s *Server) ready() (*core.Core, error) {
+// loaded returns the core, or the Unavailable error every surface answers
+// while the models load.
+func (s *Server) loaded() (*core.Core, error) {
 	c := s.core.Load()
 	if c == nil {
-		return nil, grpcError(core.Unavailablef("models are still loading; retry shortly"))
+		return nil, core.Unavailablef("models are still loading; retry shortly")
 	}
 	return c, nil
+}
+
+// ready is loaded for the gRPC handlers: UNAVAILABLE while the models load.
+func (s *Server) ready() (*core.Core, error) {
+	c, err := s.loaded()
+	return c, grpcError(err)
 }
