@@ -40,7 +40,7 @@ func repairCmd(args []string, stdout, stderr io.Writer) int {
 func dataDirFlagSet(name string, stderr io.Writer, usage string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "", "the server's data `dir` (default $EMBEDD_DATA_DIR, else embedd-data)")
+	dataDir := dataDirFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, usage+"\n\nflags:")
 		fs.PrintDefaults()
