@@ -19,16 +19,18 @@ import (
 // padded with spaces and a newline; the data follows.
 const npyMagic = "\x93NUMPY"
 
-// npyHeader is what ImportNPY needs from a .npy header.
-type npyHeader struct {
-	descr   string
-	fortran bool
-	shape   []int
+// NPYHeader is what a reader of a .npy file needs from its header.
+type NPYHeader struct {
+	Descr   string // the dtype, such as "<f4"
+	Fortran bool   // fortran_order: column-major data
+	Shape   []int
 }
 
-// readNPYHeader reads the header of a .npy file, leaving r at the data.
-func readNPYHeader(r io.Reader) (npyHeader, error) {
-	var h npyHeader
+// ReadNPYHeader reads the header of a .npy file (format version 1, 2 or 3),
+// leaving r at the data; it reads exactly the header's bytes. Its errors
+// wrap ErrInvalid.
+func ReadNPYHeader(r io.Reader) (NPYHeader, error) {
+	var h NPYHeader
 	pre := make([]byte, 8)
 	if _, err := io.ReadFull(r, pre); err != nil {
 		return h, invalidf("npy: reading the magic: %w", err)
@@ -65,8 +67,8 @@ func readNPYHeader(r io.Reader) (npyHeader, error) {
 
 // parseNPYDict parses the header's dict literal: string keys; values that
 // are strings, True/False, or tuples of integers.
-func parseNPYDict(s string) (npyHeader, error) {
-	var h npyHeader
+func parseNPYDict(s string) (NPYHeader, error) {
+	var h NPYHeader
 	p := &pyParser{s: strings.TrimRight(s, " \n\x00")}
 	if !p.eat('{') {
 		return h, invalidf("npy: header %q is not a dict", s)
@@ -83,20 +85,20 @@ func parseNPYDict(s string) (npyHeader, error) {
 		seen[key] = true
 		switch key {
 		case "descr":
-			if h.descr, ok = p.str(); !ok {
+			if h.Descr, ok = p.str(); !ok {
 				return h, invalidf("npy: header %q: descr is not a string", s)
 			}
 		case "fortran_order":
 			switch {
 			case p.word("True"):
-				h.fortran = true
+				h.Fortran = true
 			case p.word("False"):
-				h.fortran = false
+				h.Fortran = false
 			default:
 				return h, invalidf("npy: header %q: fortran_order is not True or False", s)
 			}
 		case "shape":
-			if h.shape, ok = p.tuple(); !ok {
+			if h.Shape, ok = p.tuple(); !ok {
 				return h, invalidf("npy: header %q: shape is not a tuple of integers", s)
 			}
 		default:
@@ -191,9 +193,10 @@ func (p *pyParser) tuple() ([]int, bool) {
 	}
 }
 
-// appendNPYHeader appends a version 1.0 header for a C-order float32 matrix
-// of rows×cols, padded so the data starts at a multiple of 64 bytes.
-func appendNPYHeader(dst []byte, rows, cols int) []byte {
+// AppendNPYHeader appends a version 1.0 header for a C-order little-endian
+// float32 matrix of rows×cols, padded so the data starts at a multiple of
+// 64 bytes: 128 bytes for any rows and cols of up to 20 digits each.
+func AppendNPYHeader(dst []byte, rows, cols int) []byte {
 	dict := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols)
 	total := len(npyMagic) + 4 + len(dict) + 1
 	pad := (64 - total%64) % 64
@@ -228,25 +231,25 @@ func (c *Collection) importNPY(ctx context.Context, r io.Reader, ids io.Reader, 
 		return 0, err
 	}
 	br := bufio.NewReaderSize(r, 1<<20)
-	h, err := readNPYHeader(br)
+	h, err := ReadNPYHeader(br)
 	if err != nil {
 		return 0, err
 	}
 	var swap bool
-	switch h.descr {
+	switch h.Descr {
 	case "<f4":
 	case ">f4":
 		swap = true
 	default:
-		return 0, invalidf("npy: dtype %q is not float32 ('<f4')", h.descr)
+		return 0, invalidf("npy: dtype %q is not float32 ('<f4')", h.Descr)
 	}
-	if h.fortran {
+	if h.Fortran {
 		return 0, invalidf("npy: Fortran order is not supported; save the array in C order")
 	}
-	if len(h.shape) != 2 {
-		return 0, invalidf("npy: shape %v is not 2-D", h.shape)
+	if len(h.Shape) != 2 {
+		return 0, invalidf("npy: shape %v is not 2-D", h.Shape)
 	}
-	rows, dim := h.shape[0], h.shape[1]
+	rows, dim := h.Shape[0], h.Shape[1]
 	if dim != c.man.Dim {
 		return 0, invalidf("npy: rows have %d dimensions, the collection %d", dim, c.man.Dim)
 	}

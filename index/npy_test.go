@@ -13,7 +13,7 @@ import (
 
 // npyBytes builds a .npy file of rows×cols float32 with value f(i, j).
 func npyBytes(rows, cols int, f func(i, j int) float32) []byte {
-	b := appendNPYHeader(nil, rows, cols)
+	b := AppendNPYHeader(nil, rows, cols)
 	for i := range rows {
 		for j := range cols {
 			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f(i, j)))
@@ -23,13 +23,13 @@ func npyBytes(rows, cols int, f func(i, j int) float32) []byte {
 }
 
 func TestNPYHeader(t *testing.T) {
-	h := appendNPYHeader(nil, 1000, 384)
+	h := AppendNPYHeader(nil, 1000, 384)
 	if len(h)%64 != 0 {
 		t.Fatalf("header is %d bytes, not a multiple of 64", len(h))
 	}
-	got, err := readNPYHeader(bytes.NewReader(h))
-	if err != nil || got.descr != "<f4" || got.fortran || !slices.Equal(got.shape, []int{1000, 384}) {
-		t.Fatalf("readNPYHeader = %+v, %v", got, err)
+	got, err := ReadNPYHeader(bytes.NewReader(h))
+	if err != nil || got.Descr != "<f4" || got.Fortran || !slices.Equal(got.Shape, []int{1000, 384}) {
+		t.Fatalf("ReadNPYHeader = %+v, %v", got, err)
 	}
 	for _, dict := range []string{
 		"{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
@@ -37,7 +37,7 @@ func TestNPYHeader(t *testing.T) {
 		`{"descr": "<f4", "fortran_order": False, "shape": (3, 4)}` + "   \n",
 	} {
 		h, err := parseNPYDict(dict)
-		if err != nil || !slices.Equal(h.shape, []int{3, 4}) || h.descr != "<f4" {
+		if err != nil || !slices.Equal(h.Shape, []int{3, 4}) || h.Descr != "<f4" {
 			t.Errorf("%s: %+v, %v", dict, h, err)
 		}
 	}
@@ -55,10 +55,10 @@ func TestNPYHeader(t *testing.T) {
 	// Version 2.0: a 4-byte header length.
 	dict := "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }\n"
 	v2 := append([]byte(npyMagic+"\x02\x00"), binary.LittleEndian.AppendUint32(nil, uint32(len(dict)))...)
-	if h, err := readNPYHeader(bytes.NewReader(append(v2, dict...))); err != nil || !slices.Equal(h.shape, []int{2, 2}) {
+	if h, err := ReadNPYHeader(bytes.NewReader(append(v2, dict...))); err != nil || !slices.Equal(h.Shape, []int{2, 2}) {
 		t.Errorf("version 2: %+v, %v", h, err)
 	}
-	if _, err := readNPYHeader(strings.NewReader("PK\x03\x04 not npy")); !errors.Is(err, ErrInvalid) {
+	if _, err := ReadNPYHeader(strings.NewReader("PK\x03\x04 not npy")); !errors.Is(err, ErrInvalid) {
 		t.Errorf("not npy: %v", err)
 	}
 }
@@ -79,7 +79,7 @@ func TestImportNPY(t *testing.T) {
 	}
 	// With an ids file, and big-endian data.
 	c2 := testCollection(t, 2, Dot)
-	be := []byte(strings.Replace(string(appendNPYHeader(nil, 2, 2)), "<f4", ">f4", 1))
+	be := []byte(strings.Replace(string(AppendNPYHeader(nil, 2, 2)), "<f4", ">f4", 1))
 	for _, x := range []float32{1, 2, 3, 4} {
 		be = binary.BigEndian.AppendUint32(be, math.Float32bits(x))
 	}
@@ -131,5 +131,15 @@ func TestImportNPYErrors(t *testing.T) {
 				t.Fatalf("%d rows stored by a failed import of one batch", c.Stats().Live)
 			}
 		})
+	}
+}
+
+// jobs rewrites a placeholder header in place, so the size must not depend
+// on the shape.
+func TestNPYHeaderFixedSize(t *testing.T) {
+	for _, s := range [][2]int{{0, 0}, {1000, 384}, {math.MaxInt64, math.MaxInt64}, {math.MinInt64, math.MinInt64}} {
+		if n := len(AppendNPYHeader(nil, s[0], s[1])); n != 128 {
+			t.Errorf("AppendNPYHeader(%d, %d) is %d bytes, not 128", s[0], s[1], n)
+		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/embedd/embedd/index"
 )
 
 // OutputFormat is how results are written.
@@ -374,10 +376,6 @@ type npyWriter struct {
 	raw    []byte
 }
 
-// npyHeaderLen is the fixed header size: 128 bytes leaves room for any
-// two 20-digit dimensions.
-const npyHeaderLen = 128
-
 func newNPYWriter(path, idsPath string) (*npyWriter, error) {
 	if path == "-" || path == "" {
 		return nil, errors.New("embedd/jobs: .npy output needs a file, not stdout")
@@ -396,15 +394,10 @@ func newNPYWriter(path, idsPath string) (*npyWriter, error) {
 	return w, err
 }
 
-// npyHeader is a version 1.0 header of npyHeaderLen bytes for a C-order
-// little-endian float32 matrix.
+// npyHeader is the output's header: index.AppendNPYHeader is 128 bytes for
+// any shape, so the real one rewrites the placeholder in place.
 func npyHeader(rows int64, dim int) []byte {
-	dict := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, dim)
-	h := append([]byte("\x93NUMPY\x01\x00"), 0, 0)
-	binary.LittleEndian.PutUint16(h[8:], npyHeaderLen-10)
-	h = append(h, dict...)
-	h = append(h, strings.Repeat(" ", npyHeaderLen-1-len(h))...)
-	return append(h, '\n')
+	return index.AppendNPYHeader(nil, int(rows), dim)
 }
 
 func (w *npyWriter) write(r *Result) error {

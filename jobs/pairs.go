@@ -2,9 +2,9 @@ package jobs
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -366,35 +366,20 @@ func mapIDs(path string, rows int) (idList, error) {
 
 // readNPYShape reads a .npy header: '<f4', C order, two dimensions.
 func readNPYShape(f *os.File) (rows, dim int, dataOff int64, err error) {
-	pre := make([]byte, 12)
-	if _, err := f.ReadAt(pre, 0); err != nil || string(pre[:6]) != "\x93NUMPY" {
-		return 0, 0, 0, errors.New("not a .npy file")
+	h, err := index.ReadNPYHeader(f)
+	if err != nil {
+		return 0, 0, 0, err
 	}
-	hl, off := int64(binary.LittleEndian.Uint16(pre[8:])), int64(10)
-	if pre[6] >= 2 {
-		hl, off = int64(binary.LittleEndian.Uint32(pre[8:])), 12
+	if h.Descr != "<f4" || h.Fortran {
+		return 0, 0, 0, fmt.Errorf("descr %q, fortran_order %v: want little-endian float32 ('<f4') in C order", h.Descr, h.Fortran)
 	}
-	if hl > 1<<20 {
-		return 0, 0, 0, errors.New("header over 1 MiB")
+	if len(h.Shape) != 2 {
+		return 0, 0, 0, fmt.Errorf("shape %v is not two dimensions", h.Shape)
 	}
-	h := make([]byte, hl)
-	if _, err := f.ReadAt(h, off); err != nil {
-		return 0, 0, 0, fmt.Errorf("reading the header: %w", err)
+	if dataOff, err = f.Seek(0, io.SeekCurrent); err != nil {
+		return 0, 0, 0, err
 	}
-	s := string(h)
-	if !strings.Contains(s, "'descr': '<f4'") || !strings.Contains(s, "'fortran_order': False") {
-		return 0, 0, 0, fmt.Errorf("header %q: want little-endian float32 ('<f4') in C order", strings.TrimSpace(s))
-	}
-	i := strings.Index(s, "'shape': (")
-	if i < 0 {
-		return 0, 0, 0, fmt.Errorf("header %q has no shape", strings.TrimSpace(s))
-	}
-	shape := s[i+len("'shape': ("):]
-	shape = shape[:strings.IndexByte(shape, ')')]
-	if _, err := fmt.Sscanf(strings.ReplaceAll(shape, " ", ""), "%d,%d", &rows, &dim); err != nil {
-		return 0, 0, 0, fmt.Errorf("shape (%s) is not two dimensions", shape)
-	}
-	return rows, dim, off + hl, nil
+	return h.Shape[0], h.Shape[1], dataOff, nil
 }
 
 // checkUnit refuses a matrix whose rows are not unit length (cosine scores
