@@ -19,12 +19,7 @@ if [ ! -f "$sdk/node_modules/openai/package.json" ]; then
 fi
 
 tmp=$(mktemp -d)
-EMBEDD_PID=""
-cleanup() {
-  if [ -n "$EMBEDD_PID" ]; then kill -KILL "$EMBEDD_PID" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+embedd_cleanup_on_exit "$tmp"
 
 (cd "$root" && go build -o "$tmp/" ./cmd/embedd)
 model_dir=${EMBEDD_MODEL_DIR:-$root/.cache/models/minilm-l6-random}

@@ -12,12 +12,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$root/scripts/lib/serve.sh"
 
 tmp=$(mktemp -d)
-EMBEDD_PID=""
-cleanup() {
-  if [ -n "$EMBEDD_PID" ]; then kill -KILL "$EMBEDD_PID" 2>/dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+embedd_cleanup_on_exit "$tmp"
 
 # The README's code blocks: setup is the first command of "Set-up on a fresh
 # machine", examples are the commands of "Using it" (continuation lines joined).

@@ -7,6 +7,19 @@
 #                             host:port addresses the server logged)
 #   embedd_stop               SIGTERM, then checks: exit status 0, no process
 #                             left, both ports free
+#   embedd_cleanup_on_exit DIR
+#                             traps EXIT: SIGKILLs a server still running and
+#                             removes DIR (the script's scratch directory)
+
+embedd_cleanup_on_exit() {
+  EMBEDD_PID="" EMBEDD_SCRATCH=$1
+  trap embedd_cleanup EXIT
+}
+
+embedd_cleanup() {
+  if [ -n "$EMBEDD_PID" ]; then kill -KILL "$EMBEDD_PID" 2>/dev/null || true; fi
+  rm -rf "$EMBEDD_SCRATCH"
+}
 
 embedd_start() {
   local log=$1
