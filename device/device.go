@@ -44,9 +44,6 @@ func (d Device) String() string {
 	return "cpu"
 }
 
-// MarshalText writes String, so devices print the same in JSON logs.
-func (d Device) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
-
 // Parse reads "cpu", "cuda" (device 0), "cuda:N", "auto" or "auto:N"
 // (N ≥ 0, written without leading zeros or sign); the empty string is
 // "cpu". The error says what it accepts.
