@@ -3,7 +3,7 @@
 // job of package jobs in the bulk lane of the core's batcher (behind every
 // interactive call), with its state, progress and results in the data dir.
 //
-// Life of a batch: Create checks the request and links the input file into
+// Life of a batch: Create checks the request and copies the input file into
 // the batch's directory (so deleting the upload does not disturb it), and
 // the batch is "validating". One runner goroutine takes batches in order
 // of creation: it validates every input line up front (JSON, custom_id
@@ -216,7 +216,7 @@ func (m *Manager) Close() {
 	m.wg.Wait()
 }
 
-// Create validates req, links its input file into a new batch and queues
+// Create validates req, copies its input file into a new batch and queues
 // it.
 func (m *Manager) Create(owner string, req CreateRequest) (Batch, error) {
 	switch {
@@ -289,11 +289,20 @@ func copyFile(path string, rd io.Reader) error {
 func (m *Manager) Get(owner, id string) (Batch, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st, ok := m.batches[id]
-	if !ok || st.Owner != owner {
-		return Batch{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	st, err := m.lookupLocked(owner, id)
+	if err != nil {
+		return Batch{}, err
 	}
 	return st.Batch, nil
+}
+
+// lookupLocked is owner's batch id; ErrNotFound for another owner's.
+func (m *Manager) lookupLocked(owner, id string) (*state, error) {
+	st, ok := m.batches[id]
+	if !ok || st.Owner != owner {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return st, nil
 }
 
 // List returns up to limit of owner's batches, newest first, after the
@@ -358,9 +367,9 @@ func (m *Manager) Progress() Progress {
 func (m *Manager) Cancel(owner, id string) (Batch, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st, ok := m.batches[id]
-	if !ok || st.Owner != owner {
-		return Batch{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	st, err := m.lookupLocked(owner, id)
+	if err != nil {
+		return Batch{}, err
 	}
 	if st.Status == StatusCancelling {
 		return st.Batch, nil

@@ -278,11 +278,17 @@ func SyncDir(dir string) error {
 func (s *Store) Get(owner, id string) (File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	r, err := s.lookupLocked(owner, id)
+	return r.File, err
+}
+
+// lookupLocked is owner's file id; ErrNotFound for another owner's.
+func (s *Store) lookupLocked(owner, id string) (record, error) {
 	r, ok := s.files[id]
 	if !ok || r.Owner != owner {
-		return File{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return record{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	return r.File, nil
+	return r, nil
 }
 
 // Content opens owner's file id for reading; the caller closes it. A file
@@ -352,9 +358,8 @@ func (s *Store) List(owner string, o ListOptions) (page []File, more bool) {
 func (s *Store) Delete(owner, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.files[id]
-	if !ok || r.Owner != owner {
-		return fmt.Errorf("%w: %s", ErrNotFound, id)
+	if _, err := s.lookupLocked(owner, id); err != nil {
+		return err
 	}
 	if err := os.Remove(filepath.Join(s.dir, id+metaSuffix)); err != nil {
 		return fmt.Errorf("embedd/files: %w", err)
