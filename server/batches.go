@@ -66,7 +66,7 @@ func batchError(w http.ResponseWriter, id string, err error) {
 	case errors.Is(err, batches.ErrNotFound):
 		writeError(w, &core.Error{Kind: core.NotFound, Msg: "No such Batch object: " + id})
 	case errors.Is(err, files.ErrNotFound):
-		writeError(w, &core.Error{Kind: core.NotFound, Msg: "No such File object: " + id})
+		fileNotFound(w, id)
 	case errors.Is(err, batches.ErrInvalid):
 		writeError(w, &core.Error{Kind: core.InvalidArgument, Msg: err.Error()})
 	case errors.Is(err, batches.ErrState):
