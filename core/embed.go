@@ -21,6 +21,8 @@ type Embeddings struct {
 	Vectors [][]float32
 	// Tokens counts the tokens fed to the model, special tokens included.
 	Tokens int
+	// TextTokens are each text's share of Tokens, in the request's order.
+	TextTokens []int
 }
 
 // Embed is the one embedding path behind every surface: it checks texts
@@ -78,7 +80,14 @@ func (c *Core) Embed(ctx context.Context, model string, texts []string, o models
 	for i, v := range out {
 		out[i] = p.model.Finish(v, o)
 	}
-	return Embeddings{Model: id, Vectors: out, Tokens: len(arena)}, nil
+	per := make([]int, len(ends))
+	for i, end := range ends {
+		per[i] = end
+		if i > 0 {
+			per[i] -= ends[i-1]
+		}
+	}
+	return Embeddings{Model: id, Vectors: out, Tokens: len(arena), TextTokens: per}, nil
 }
 
 // Tokenize returns the ids of each text under model's tokenizer, [CLS]

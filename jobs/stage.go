@@ -19,8 +19,8 @@ type EmbedOptions struct {
 	// parts in flight the batcher's queue stays full and within its
 	// bound).
 	Chunk int
-	// CountTokens fills Result.Tokens per record (OpenAI's usage), at the
-	// cost of tokenizing twice.
+	// CountTokens fills Result.Tokens per record (OpenAI's usage), from
+	// the core's per-text counts.
 	CountTokens bool
 }
 
@@ -137,18 +137,12 @@ func embedChunk(ctx context.Context, c *core.Core, model string, opts models.Opt
 			n := len(recs[i].Texts)
 			out[i].Vectors = res.Vectors[t : t+n : t+n]
 			out[i].Model = res.Model
-			t += n
-		}
-		if eo.CountTokens {
-			for _, i := range idx {
-				ids, err := c.Tokenize(model, recs[i].Texts, opts.Truncate != models.Reject)
-				if err != nil {
-					return fmt.Errorf("embedd/jobs: counting tokens of line %d: %w", recs[i].Line, err)
-				}
-				for _, s := range ids {
-					out[i].Tokens += len(s)
+			if eo.CountTokens {
+				for _, k := range res.TextTokens[t : t+n] {
+					out[i].Tokens += k
 				}
 			}
+			t += n
 		}
 		return nil
 	}
