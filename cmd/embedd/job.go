@@ -258,7 +258,7 @@ func jobEmbedCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var eo embedOptions
 	eo.register(f.fs)
 	into := f.fs.String("into", "", "upsert the vectors into this collection `name` instead of --out (created with the model and --metric when missing; no server may be writing it)")
-	dataDir := f.fs.String("data-dir", "", "with --into: the data `dir` (default $EMBEDD_DATA_DIR, else embedd-data)")
+	dataDir := dataDirFlag(f.fs)
 	metric := f.fs.String("metric", "cosine", "with --into: a new collection's metric (cosine, dot, l2)")
 	if err := f.fs.Parse(args); err != nil {
 		return 2
@@ -317,7 +317,7 @@ func jobSearchCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	var mf modelFlags
 	mf.register(f.fs)
 	collection := f.fs.String("collection", "", "the collection `name` to search (required)")
-	dataDir := f.fs.String("data-dir", "", "the data `dir` (default $EMBEDD_DATA_DIR, else embedd-data; the server must not be writing it)")
+	dataDir := dataDirFlag(f.fs)
 	device := f.fs.String("search-device", "", "search backend: cpu, cuda, cuda:N or auto (default the config's)")
 	k := f.fs.Int("k", 10, "neighbours per line")
 	vectors := f.fs.Bool("vectors", false, "lines are vectors (JSONL --vector-field, Parquet), not texts")

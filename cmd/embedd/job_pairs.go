@@ -36,7 +36,7 @@ func jobPairsCmd(args []string, stdout, stderr io.Writer, dedup bool) int {
 	texts := fs.Bool("texts", false, "INPUT holds texts (lines, or --text-field), embedded first")
 	collection := fs.String("collection", "", "pair the vectors of this collection `name` instead of an INPUT file (read-only: a server may keep running)")
 	againstCollection := fs.String("against-collection", "", "pair with the vectors of this collection `name`")
-	dataDir := fs.String("data-dir", "", "the collections' data `dir` (default $EMBEDD_DATA_DIR, else embedd-data)")
+	dataDir := dataDirFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
