@@ -75,7 +75,8 @@ type Config struct {
 	// and so the time an interactive text can wait behind one; 0 means
 	// MaxBatchSize. It is capped at MaxBatchSize.
 	BulkMaxBatchSize int
-	// Observe, when set, is called after every batch (from a worker).
+	// Observe, when set, is called after every batch (from a worker),
+	// before the batch's requests complete.
 	Observe func(Stats)
 }
 
@@ -493,11 +494,13 @@ func (b *Batcher) worker() {
 		err := b.f.Forward(seqs, dst)
 		end := time.Now()
 		st.Run, st.Err = end.Sub(now), err
-		b.finish(batch, j.bulk, ran{id: j.id, start: now, end: end, tokens: st.Tokens, paddedTokens: st.PaddedTokens, err: err})
-		b.slots <- struct{}{}
+		// Observe before the requests complete, so that whoever saw a
+		// request answered also sees its batch in the statistics.
 		if b.cfg.Observe != nil {
 			b.cfg.Observe(st)
 		}
+		b.finish(batch, j.bulk, ran{id: j.id, start: now, end: end, tokens: st.Tokens, paddedTokens: st.PaddedTokens, err: err})
+		b.slots <- struct{}{}
 	}
 }
 
