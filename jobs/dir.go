@@ -30,6 +30,9 @@ type doneFile struct {
 	Parts  int   `json:"parts"`
 	Read   int64 `json:"read"`
 	Failed int64 `json:"failed"`
+	// RowsA and RowsB are a pairs shard's sets' rows (Parts its blocks).
+	RowsA int `json:"rows_a,omitempty"`
+	RowsB int `json:"rows_b,omitempty"`
 }
 
 const manifestVersion = 1

@@ -48,6 +48,22 @@
 // directory first, by a Run), and package flat's tiled join scores a block
 // of rows against the other set a slab at a time, each tile of a
 // self-join's upper triangle once. Threshold pairs, dedup and a two-set
-// top k are written block by block into resumable parts; a self-join's top
-// k holds a K-heap per row until the end.
+// top k are written block by block into resumable parts
+// (pairs/part-BBBBBB-nN.bin, the pairs whose first row is in block B). A
+// self-join's top k holds a K-heap per row until the end, since every
+// block adds partners to later rows: it checkpoints the heaps and the
+// blocks done to pairs/heaps.bin (paced so that saving takes about 5% of
+// the join; flat.JoinOptions.CheckpointEvery), and a rerun starts from it,
+// scoring again only the blocks that were in flight or finished after the
+// last checkpoint (a partner already held is not added twice, so the
+// answer is an uninterrupted run's).
+//
+// A pairs job's shard (PairsJob.Shard) takes every n-th block, dealt
+// back and forth (0, 1, …, n-1, n-1, …, 0, …) so that the shards of a
+// self-join, whose later blocks pair with fewer rows, get about the same
+// work; every shard maps every vector (text inputs are refused: embed them
+// once, sharded, then pair the .npy). Merge then writes the parts of all
+// shards in block order, or, for a self-join's top k, each row's best of
+// the shards' heaps (each pair is scored by one shard only): the output of
+// one process, byte for byte.
 package jobs

@@ -107,6 +107,9 @@ type Totals struct {
 	// Resumed counts records of parts found complete in the job directory.
 	Resumed int64
 	Seconds float64
+	// Capped says the output stopped at a cap (a pairs job's MaxPairs, or
+	// its per-block bound).
+	Capped bool
 }
 
 // Job is one run: where records come from, the stage, where results go.

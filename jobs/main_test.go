@@ -19,6 +19,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("EMBEDD_JOBS_CHILD") != "" {
 		os.Exit(childJob())
 	}
+	if os.Getenv("EMBEDD_PAIRS_CHILD") != "" {
+		os.Exit(childPairs())
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -49,11 +49,23 @@ type PairsJob struct {
 	MaxPairs int64
 	// Dedup writes {"keep","duplicates"} groups instead of pairs.
 	Dedup bool
-	// Dir is the job directory (converted vectors; the parts of a
-	// block-by-block join: threshold pairs, dedup, a two-set top k, which
-	// resume block by block; a self-join's top k holds every row's heap
-	// to the end and starts over); "" uses a temporary one.
+	// Dir is the job directory: converted vectors; the parts of a
+	// block-by-block join (threshold pairs, dedup, a two-set top k), which
+	// resume block by block; a self-join's top k, whose rows take partners
+	// from every block, checkpoints every row's heap instead
+	// (pairs/heaps.bin) and resumes from the last checkpoint. "" uses a
+	// temporary one.
 	Dir string
+	// CheckpointEvery is the least time between a self-join top k's
+	// checkpoints; 0 lets package flat pace them (about 5% of the join).
+	CheckpointEvery time.Duration
+	// Shard runs a share of the join's blocks (the first set's rows),
+	// dealt so each shard gets about the same work; Merge joins the
+	// shards' job directories into the output a single process writes. A
+	// shard writes no Output.
+	Shard Shard
+	// blockDone, if set, is told of each join block completed (tests).
+	blockDone func(b int)
 	// Output gets the neighbours ({"id","neighbors"}), pairs
 	// ({"a","b","score"}) or groups; ErrorsPath the bad input lines.
 	Output Output
@@ -78,12 +90,12 @@ type PairsInput struct {
 // PairsTotals is what a PairsJob did.
 type PairsTotals struct {
 	Totals
-	// Rows are the items of each set; Pairs the pairs (or groups) written;
-	// Capped says MaxPairs (or the per-block bound) stopped the pairs.
+	// Rows are the items of each set; Pairs the pairs (or groups) written.
 	RowsA, RowsB int
 	Pairs        int64
-	Capped       bool
 	JoinSeconds  float64
+	// Checkpoints counts a self-join top k's saves of its heaps.
+	Checkpoints int
 }
 
 // vectors is one set, mapped, with its ids.
@@ -123,6 +135,15 @@ func (l idList) get(i int) string {
 func RunPairs(ctx context.Context, p PairsJob) (_ PairsTotals, err error) {
 	start := time.Now()
 	var tot PairsTotals
+	if p.Shard.Count == 0 {
+		p.Shard = Shard{0, 1}
+	}
+	if err := p.Shard.check(); err != nil {
+		return tot, err
+	}
+	if p.Shard.Count > 1 && (p.Dir == "" || !p.Input.Vectors || p.Against != nil && !p.Against.Vectors) {
+		return tot, errors.New("embedd/jobs: a pairs shard needs a job directory and vectors (every shard reads every vector: embed texts once, sharded, with embedd job embed --format npy and merge, then pair the .npy)")
+	}
 	if p.Metric != flat.Cosine && p.Metric != flat.Dot {
 		return tot, fmt.Errorf("embedd/jobs: pairs: metric %v, want cosine or dot", p.Metric)
 	}
@@ -164,7 +185,7 @@ func RunPairs(ctx context.Context, p PairsJob) (_ PairsTotals, err error) {
 	tot.RowsA, tot.RowsB = a.rows, b.rows
 	joinStart := time.Now()
 	if p.K > 0 && p.Against == nil {
-		err = p.selfTopK(ctx, a, &tot)
+		err = p.selfTopK(ctx, dir, a, &tot)
 	} else {
 		err = p.blocks(ctx, dir, a, b, &tot)
 	}
@@ -175,11 +196,13 @@ func RunPairs(ctx context.Context, p PairsJob) (_ PairsTotals, err error) {
 
 // prepare creates dir with the job's manifest, or checks it.
 func (p *PairsJob) prepare(dir string) error {
-	params := map[string]string{"metric": p.Metric.String(), "k": strconv.Itoa(p.K), "block-rows": strconv.Itoa(p.BlockRows), "threshold": strconv.FormatFloat(float64(p.Threshold), 'g', -1, 32), "dedup": strconv.FormatBool(p.Dedup)}
+	params := map[string]string{"metric": p.Metric.String(), "k": strconv.Itoa(p.K), "block-rows": strconv.Itoa(p.BlockRows),
+		"threshold": strconv.FormatFloat(float64(p.Threshold), 'g', -1, 32), "dedup": strconv.FormatBool(p.Dedup),
+		"max-pairs": strconv.FormatInt(p.MaxPairs, 10), "ids": p.Input.IDsPath}
 	for k, v := range p.Params {
 		params[k] = v
 	}
-	m := manifest{Version: manifestVersion, Kind: "pairs", Params: params, Shard: "0/1"}
+	m := manifest{Version: manifestVersion, Kind: "pairs", Params: params, Shard: p.Shard.String()}
 	var err error
 	if m.Input, err = identify(p.Input.Path); err != nil {
 		return err
@@ -190,6 +213,7 @@ func (p *PairsJob) prepare(dir string) error {
 			return err
 		}
 		params["against"], params["against-size"], params["against-head"], params["against-tail"] = idb.Path, strconv.FormatInt(idb.Size, 10), idb.Head, idb.Tail
+		params["against-ids"] = p.Against.IDsPath
 	}
 	return prepareDir(dir, m)
 }
@@ -395,17 +419,51 @@ func checkUnit(m flat.Matrix) error {
 
 // selfTopK writes each row of a with its K best other rows. A row's
 // partners come from every block (S = XXᵀ is computed a triangle at a
-// time), so the heaps of all rows are held to the end and the join is not
-// resumable part by part.
-func (p *PairsJob) selfTopK(ctx context.Context, a *vectors, tot *PairsTotals) error {
-	b := a
-	o := flat.JoinOptions{Metric: p.Metric, K: p.K, Workers: p.Workers, BlockRows: p.BlockRows}
-	stop := p.reportJoin(a.rows)
+// time), so the heaps of all rows are held to the end, checkpointed to
+// pairs/heaps.bin and resumed from there; a shard leaves its share there.
+func (p *PairsJob) selfTopK(ctx context.Context, dir string, a *vectors, tot *PairsTotals) error {
+	o := flat.JoinOptions{Metric: p.Metric, K: p.K, Workers: p.Workers, BlockRows: p.BlockRows, CheckpointEvery: p.CheckpointEvery}
+	nblocks := o.Blocks(a.rows, a.m.Dim)
+	state := filepath.Join(dir, "pairs", "heaps.bin")
+	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
+		return fmt.Errorf("embedd/jobs: %w", err)
+	}
+	var err error
+	if o.Resume, err = readHeaps(state, nblocks, a.rows, p.K); err != nil {
+		return err
+	}
+	if p.Dir != "" {
+		o.Checkpoint = func(st *flat.JoinState) error {
+			tot.Checkpoints++
+			return writeHeaps(state, st, p.K)
+		}
+	}
+	p.shardBlocks(&o, nblocks)
+	o.Done = p.blockDone
+	resumed := resumedRows(&o, a.rows, a.m.Dim, func(b int) bool { return o.Resume != nil && o.Resume.Done[b] }, tot)
+	stop := p.reportJoin(&o, a.rows, a.m.Dim, resumed)
 	hits, err := flat.SelfJoin(ctx, a.m, o)
 	stop()
 	if err != nil {
 		return fmt.Errorf("embedd/jobs: pairs: %w", err)
 	}
+	if _, err := os.Stat(state); p.Dir != "" && errors.Is(err, os.ErrNotExist) {
+		// No block was scored (a shard without blocks), so no checkpoint
+		// was taken: Merge still finds the (empty) share.
+		if err := writeHeaps(state, &flat.JoinState{Done: make([]bool, nblocks), Hits: hits}, p.K); err != nil {
+			return err
+		}
+	}
+	if p.Shard.Count == 1 {
+		if err := p.writeNeighbors(hits, a.ids, a.ids, tot); err != nil {
+			return err
+		}
+	}
+	return p.shardDone(nblocks, tot)
+}
+
+// writeNeighbors writes each row's hits as {"id","neighbors"} lines.
+func (p *PairsJob) writeNeighbors(hits [][]flat.Hit, ids, partners idList, tot *PairsTotals) error {
 	out := p.Output
 	out.Format, out.ErrorsPath = OutputNeighbors, ""
 	s, err := out.open()
@@ -414,9 +472,9 @@ func (p *PairsJob) selfTopK(ctx context.Context, a *vectors, tot *PairsTotals) e
 	}
 	var r Result
 	for i, hs := range hits {
-		r.ID, r.Neighbors = a.ids.get(i), r.Neighbors[:0]
+		r.ID, r.Neighbors = ids.get(i), r.Neighbors[:0]
 		for _, h := range hs {
-			r.Neighbors = append(r.Neighbors, Neighbor{ID: b.ids.get(h.Row), Score: h.Score})
+			r.Neighbors = append(r.Neighbors, Neighbor{ID: partners.get(h.Row), Score: h.Score})
 		}
 		if err := s.write(&r); err != nil {
 			s.abort()
@@ -428,14 +486,67 @@ func (p *PairsJob) selfTopK(ctx context.Context, a *vectors, tot *PairsTotals) e
 	return s.commit()
 }
 
-// reportJoin reports the join's progress (as done when it ends: the join
-// does not count rows) about every second until stop is called.
-func (p *PairsJob) reportJoin(rows int) (stop func()) {
+// shardBlocks leaves out the blocks of other shards: the blocks are dealt
+// to shards 0, 1, …, n-1, then n-1, …, 0, and so on, so that each gets
+// about the same work though a self-join's later blocks are smaller.
+func (p *PairsJob) shardBlocks(o *flat.JoinOptions, nblocks int) {
+	if p.Shard.Count < 2 {
+		return
+	}
+	sh, skip := p.Shard, o.SkipBlock
+	o.SkipBlock = func(b int) bool { return blockShard(b, sh.Count) != sh.Index || skip != nil && skip(b) }
+}
+
+// blockShard is the shard of n that block b is dealt to.
+func blockShard(b, n int) int {
+	if round, i := b/n, b%n; round%2 == 1 {
+		return n - 1 - i
+	}
+	return b % n
+}
+
+// shardDone marks the job directory complete for Merge (none for a
+// temporary one).
+func (p *PairsJob) shardDone(nblocks int, tot *PairsTotals) error {
+	if p.Dir == "" {
+		return nil
+	}
+	return writeJSONAtomic(filepath.Join(p.Dir, "done.json"), doneFile{Parts: nblocks, Read: tot.Read, Failed: tot.Failed, RowsA: tot.RowsA, RowsB: tot.RowsB})
+}
+
+// resumedRows counts the rows of the blocks done says are done, and adds
+// them to tot.Resumed.
+func resumedRows(o *flat.JoinOptions, rows, dim int, done func(b int) bool, tot *PairsTotals) int64 {
+	br := o.RowsPerBlock(dim)
+	var n int64
+	for b := range o.Blocks(rows, dim) {
+		if done(b) {
+			n += int64(min(br, rows-b*br))
+		}
+	}
+	tot.Resumed += n
+	return n
+}
+
+// reportJoin reports the join's progress about every second until stop is
+// called: Done counts the rows of the blocks complete (resumed ones
+// included).
+func (p *PairsJob) reportJoin(o *flat.JoinOptions, rows, dim int, resumed int64) (stop func()) {
 	if p.Progress == nil {
 		return func() {}
 	}
+	br := o.RowsPerBlock(dim)
+	var done atomic.Int64
+	done.Store(resumed)
+	prev := o.Done
+	o.Done = func(b int) {
+		done.Add(int64(min(br, rows-b*br)))
+		if prev != nil {
+			prev(b)
+		}
+	}
 	start := time.Now()
-	done := make(chan struct{})
+	stopped := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
@@ -444,15 +555,15 @@ func (p *PairsJob) reportJoin(rows int) (stop func()) {
 		for {
 			select {
 			case <-t.C:
-				p.Progress(Progress{Read: int64(rows), Elapsed: time.Since(start)})
-			case <-done:
-				p.Progress(Progress{Read: int64(rows), Done: int64(rows), Elapsed: time.Since(start), Final: true})
+				p.Progress(Progress{Read: int64(rows), Done: done.Load(), Elapsed: time.Since(start)})
+			case <-stopped:
+				p.Progress(Progress{Read: int64(rows), Done: done.Load(), Elapsed: time.Since(start), Final: true})
 				return
 			}
 		}
 	}()
 	return func() {
-		close(done)
+		close(stopped)
 		<-finished
 	}
 }
@@ -469,17 +580,9 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 	if err != nil {
 		return err
 	}
-	maxBlock := 10_000_000
-	if p.MaxPairs > 0 && !p.Dedup {
-		maxBlock = int(min(p.MaxPairs, int64(maxBlock)))
-	}
-	var capped atomic.Bool
-	o := flat.JoinOptions{Metric: p.Metric, Threshold: p.Threshold, MaxBlockPairs: maxBlock, Workers: p.Workers, BlockRows: p.BlockRows,
+	o := flat.JoinOptions{Metric: p.Metric, Threshold: p.Threshold, MaxBlockPairs: p.maxBlockPairs(), Workers: p.Workers, BlockRows: p.BlockRows,
 		SkipBlock: func(blk int) bool { _, ok := have[blk]; return ok },
 		Pairs: func(blk int, pairs []flat.Pair, truncated bool) error {
-			if truncated {
-				capped.Store(true)
-			}
 			return writePart(parts, blk, groupPairs(pairs, truncated))
 		}}
 	if p.K > 0 {
@@ -495,7 +598,10 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 			return writePart(parts, blk, res)
 		}
 	}
-	stop := p.reportJoin(a.rows)
+	nblocks := o.Blocks(a.rows, a.m.Dim)
+	p.shardBlocks(&o, nblocks)
+	resumed := resumedRows(&o, a.rows, a.m.Dim, func(b int) bool { _, ok := have[b]; return ok }, tot)
+	stop := p.reportJoin(&o, a.rows, a.m.Dim, resumed)
 	if p.Against == nil {
 		_, err = flat.SelfJoin(ctx, a.m, o)
 	} else {
@@ -505,10 +611,30 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 	if err != nil {
 		return fmt.Errorf("embedd/jobs: pairs: %w", err)
 	}
-	nblocks := o.Blocks(a.rows, a.m.Dim)
-	if have, err = listParts(parts); err != nil {
-		return err
+	if p.Shard.Count == 1 {
+		if have, err = listParts(parts); err != nil {
+			return err
+		}
+		if err := p.writeBlocks(nblocks, func(int) (string, map[int]int) { return parts, have }, a.rows, a.ids, b.ids, tot); err != nil {
+			return err
+		}
 	}
+	return p.shardDone(nblocks, tot)
+}
+
+// maxBlockPairs is the most threshold pairs a block keeps.
+func (p *PairsJob) maxBlockPairs() int {
+	if p.MaxPairs > 0 && !p.Dedup {
+		return int(min(p.MaxPairs, 10_000_000))
+	}
+	return 10_000_000
+}
+
+// writeBlocks writes the part files of blocks 0 to nblocks-1 (block blk's
+// in parts(blk): a directory and its complete parts), in order, to the
+// output: each row's K best of b, the threshold pairs (at most MaxPairs),
+// or the dedup groups. rows and ids are a's, partners b's ids.
+func (p *PairsJob) writeBlocks(nblocks int, parts func(blk int) (string, map[int]int), rows int, ids, partners idList, tot *PairsTotals) error {
 	out := p.Output
 	out.ErrorsPath = ""
 	switch {
@@ -525,20 +651,21 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 	}
 	var uf []int32
 	if p.Dedup {
-		uf = make([]int32, a.rows)
+		uf = make([]int32, rows)
 		for i := range uf {
 			uf[i] = int32(i)
 		}
 	}
 	for blk := range nblocks {
+		dir, have := parts(blk)
 		n, ok := have[blk]
 		if !ok {
 			s.abort()
-			return fmt.Errorf("%w: pairs block %d is missing", ErrIncomplete, blk)
+			return fmt.Errorf("%w: pairs block %d is missing from %s", ErrIncomplete, blk, dir)
 		}
-		err := readPart(filepath.Join(parts, partName(blk, n)), n, func(r *Result) error {
+		err := readPart(filepath.Join(dir, partName(blk, n)), n, func(r *Result) error {
 			if r.Err != "" {
-				capped.Store(true)
+				tot.Capped = true
 				return nil
 			}
 			ra := int32(r.Line - 1)
@@ -550,14 +677,14 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 				tot.Pairs += int64(len(r.Neighbors))
 				return nil
 			}
-			r.ID = a.ids.get(int(ra))
+			r.ID = ids.get(int(ra))
 			for k := range r.Neighbors {
 				rb, _ := strconv.Atoi(r.Neighbors[k].ID)
-				r.Neighbors[k].ID = b.ids.get(rb)
+				r.Neighbors[k].ID = partners.get(rb)
 			}
 			if p.K == 0 && p.MaxPairs > 0 && tot.Pairs+int64(len(r.Neighbors)) > p.MaxPairs {
 				r.Neighbors = r.Neighbors[:p.MaxPairs-tot.Pairs]
-				capped.Store(true)
+				tot.Capped = true
 			}
 			tot.Pairs += int64(len(r.Neighbors))
 			return s.write(r)
@@ -569,18 +696,90 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 	}
 	switch {
 	case p.Dedup:
-		tot.Written, err = writeGroups(s, uf, a.ids)
+		tot.Written, err = writeGroups(s, uf, ids)
 		if err != nil {
 			s.abort()
 			return err
 		}
 	case p.K > 0:
-		tot.Written = int64(a.rows)
+		tot.Written = int64(rows)
 	default:
 		tot.Written = tot.Pairs
 	}
-	tot.Capped = capped.Load()
 	return s.commit()
+}
+
+// mergePairs writes the output of a sharded pairs job from its shards' job
+// directories (dirs[i] is shard i's) as one process would: the shards'
+// heaps merged, or their blocks' parts in order.
+func mergePairs(dirs []string, m manifest, done doneFile, out Output) (Totals, error) {
+	k, err1 := strconv.Atoi(m.Params["k"])
+	maxPairs, err2 := strconv.ParseInt(m.Params["max-pairs"], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return Totals{}, fmt.Errorf("embedd/jobs: merge: %s's manifest: %w", dirs[0], err)
+	}
+	p := PairsJob{K: k, Dedup: m.Params["dedup"] == "true", MaxPairs: maxPairs, Output: out}
+	tot := PairsTotals{Totals: Totals{Read: done.Read, Failed: done.Failed}, RowsA: done.RowsA, RowsB: done.RowsB}
+	against := m.Params["against"] != ""
+	ids, err := shardIDs(dirs[0], m.Input.Path, m.Params["ids"], "a", done.RowsA)
+	if err != nil {
+		return tot.Totals, err
+	}
+	defer unmap(ids.mem)
+	partners := ids
+	if against {
+		if partners, err = shardIDs(dirs[0], m.Params["against"], m.Params["against-ids"], "b", done.RowsB); err != nil {
+			return tot.Totals, err
+		}
+		defer unmap(partners.mem)
+	}
+	nblocks, n := done.Parts, len(dirs)
+	if k > 0 && !against {
+		hits := make([][]flat.Hit, done.RowsA)
+		for i, dir := range dirs {
+			st, err := readHeaps(filepath.Join(dir, "pairs", "heaps.bin"), nblocks, done.RowsA, k)
+			if err == nil && st == nil {
+				err = fmt.Errorf("%w: %s has no pairs/heaps.bin", ErrIncomplete, dir)
+			}
+			for b := 0; err == nil && b < nblocks; b++ {
+				if blockShard(b, n) == i && !st.Done[b] {
+					err = fmt.Errorf("%w: %s has not done block %d", ErrIncomplete, dir, b)
+				}
+			}
+			if err != nil {
+				return tot.Totals, err
+			}
+			if err := flat.MergeHits(hits, st.Hits, k); err != nil {
+				return tot.Totals, err
+			}
+		}
+		err = p.writeNeighbors(hits, ids, partners, &tot)
+		return tot.Totals, err
+	}
+	haves := make([]map[int]int, n)
+	for i, dir := range dirs {
+		if haves[i], err = listParts(filepath.Join(dir, "pairs")); err != nil {
+			return tot.Totals, err
+		}
+	}
+	parts := func(blk int) (string, map[int]int) {
+		i := blockShard(blk, n)
+		return filepath.Join(dirs[i], "pairs"), haves[i]
+	}
+	err = p.writeBlocks(nblocks, parts, done.RowsA, ids, partners, &tot)
+	return tot.Totals, err
+}
+
+// shardIDs are a pairs shard's ids of set name: an .npy input's ids file
+// (none: row numbers), else the ids its conversion wrote in dir.
+func shardIDs(dir, input, idsPath, name string, rows int) (idList, error) {
+	if !strings.HasSuffix(input, ".npy") {
+		idsPath = filepath.Join(dir, name+".npy.ids")
+	}
+	if idsPath == "" {
+		return idList{}, nil
+	}
+	return mapIDs(idsPath, rows)
 }
 
 // groupPairs turns a block's sorted pairs into one Result per row of a

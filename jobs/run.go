@@ -350,9 +350,6 @@ func Merge(dirs []string, out Output) (Totals, error) {
 		}
 		ordered[s.sh.Index] = s
 	}
-	if out.Format == OutputAuto {
-		out.Format = OutputFormat(shards[0].m.Params["format"])
-	}
 	var tot Totals
 	var ds []string
 	var ps []int
@@ -363,6 +360,14 @@ func Merge(dirs []string, out Output) (Totals, error) {
 		ds, ps = append(ds, s.dir), append(ps, s.done.Parts)
 		tot.Read += s.done.Read
 		tot.Failed += s.done.Failed
+	}
+	if shards[0].m.Kind == "pairs" {
+		tot, err := mergePairs(ds, ordered[0].m, ordered[0].done, out)
+		tot.Seconds = time.Since(start).Seconds()
+		return tot, err
+	}
+	if out.Format == OutputAuto {
+		out.Format = OutputFormat(shards[0].m.Params["format"])
 	}
 	var err error
 	tot.Written, err = assemble(out, ds, ps)

@@ -10,7 +10,9 @@
 #  4. the kernels alone (index/flat/cmd/benchjoin): the self-join against
 #     the same set through flat.Search (every row a query, k=11), the
 #     symmetry's gain;
-#  5. threshold mode (--threshold 0.2) on the same data, timed, with RSS.
+#  5. the same with --job-dir (checkpointed, resumable), and as 3 shards
+#     merged, both compared byte for byte with the plain run;
+#  6. threshold mode (--threshold 0.2) on the same data, timed, with RSS.
 # User CPU seconds are printed beside wall times: on a shared machine they
 # are the steadier comparison.
 # Installs python3-faiss and libopenblas0-pthread when missing. Needs about
@@ -34,6 +36,15 @@ echo "== FAISS $(/usr/bin/python3 -c 'import faiss; print(faiss.__version__)')"
 echo "== embedd job pairs --self --k 10 (end to end: map, join, JSONL out)"
 /usr/bin/time -f "wall %e s, user %U s, peak RSS %M KiB" "$dir/embedd" job pairs --self --k 10 --progress off --out "$dir/nb.jsonl" "$dir/x.npy"
 /usr/bin/python3 scripts/bench_pairs_vs_faiss.py compare "$dir" "$dir/nb.jsonl"
+echo "== the same, resumable (--job-dir: every row's heap checkpointed, paced to about 5% of the join)"
+/usr/bin/time -f "wall %e s, user %U s, peak RSS %M KiB" "$dir/embedd" job pairs --self --k 10 --progress off --job-dir "$dir/job" --out "$dir/nb-job.jsonl" "$dir/x.npy"
+cmp "$dir/nb.jsonl" "$dir/nb-job.jsonl" && echo "output byte-identical to the run without a job directory; heaps.bin $(stat -c %s "$dir/job/pairs/heaps.bin") bytes"
+echo "== as 3 shards (one after another on this machine), then embedd job merge"
+for i in 0 1 2; do
+  /usr/bin/time -f "shard $i/3: wall %e s, user %U s, peak RSS %M KiB" "$dir/embedd" job pairs --self --k 10 --progress off --shard "$i/3" --job-dir "$dir/shard-$i" "$dir/x.npy" 2>&1 | grep -v '^embedd job pairs: read'
+done
+/usr/bin/time -f "merge: wall %e s, user %U s, peak RSS %M KiB" "$dir/embedd" job merge --out "$dir/nb-merged.jsonl" "$dir"/shard-{0,1,2} 2>&1 | grep -v '^embedd job merge: read'
+cmp "$dir/nb.jsonl" "$dir/nb-merged.jsonl" && echo "merged output byte-identical to one process's"
 echo "== kernels: self-join against search on the same set"
 "$dir/benchjoin" -npy "$dir/x.npy" -k 10
 echo "== embedd job pairs --self --threshold 0.2"

@@ -434,6 +434,9 @@ func jobMergeCmd(args []string, stdout, stderr io.Writer) int {
 		o.ErrorsPath = *out + ".errors.jsonl"
 	}
 	tot, err := jobs.Merge(fs.Args(), o)
+	if tot.Capped {
+		fmt.Fprintln(stderr, "embedd job merge: the pairs were capped (the job's --max-pairs): lower the threshold's reach or raise the cap")
+	}
 	return finishJob("merge", tot, err, stderr)
 }
 

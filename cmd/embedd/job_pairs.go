@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -15,7 +16,7 @@ import (
 
 // jobPairsCmd runs "embedd job pairs" and, with dedup, "embedd job dedup".
 func jobPairsCmd(args []string, stdout, stderr io.Writer, dedup bool) int {
-	name, about := "pairs", "Finds similar pairs over the vectors (or, with --texts, the embedded texts)\nof INPUT: within it (--self; each pair once, never a line with itself) or\nagainst a second set (--against). With --k: {\"id\",\"neighbors\"} lines, each\nline's k best partners; with --threshold: {\"a\",\"b\",\"score\"} lines, every\npair scoring at least the threshold, in input order of a, then b.\n"
+	name, about := "pairs", "Finds similar pairs over the vectors (or, with --texts, the embedded texts)\nof INPUT: within it (--self; each pair once, never a line with itself) or\nagainst a second set (--against). With --k: {\"id\",\"neighbors\"} lines, each\nline's k best partners; with --threshold: {\"a\",\"b\",\"score\"} lines, every\npair scoring at least the threshold, in input order of a, then b.\nWith --shard (or --shards), each process takes a share of the join and\nembedd job merge writes the output of all the shards' job directories.\n"
 	if dedup {
 		name, about = "dedup", "Groups the near duplicates of INPUT: the connected components of the pairs\nscoring at least --threshold, one {\"keep\",\"duplicates\"} line per group of\ntwo or more, keeping the group's first line, in input order.\n"
 	}
@@ -36,16 +37,20 @@ func jobPairsCmd(args []string, stdout, stderr io.Writer, dedup bool) int {
 	texts := fs.Bool("texts", false, "INPUT holds texts (lines, or --text-field), embedded first")
 	collection := fs.String("collection", "", "pair the vectors of this collection `name` instead of an INPUT file (read-only: a server may keep running)")
 	againstCollection := fs.String("against-collection", "", "pair with the vectors of this collection `name`")
+	checkpoint := fs.Duration("checkpoint-every", 0, "with --self --k and --job-dir: the least time between saves of every row's best partners (0: paced to about 5% of the join)")
 	dataDir := dataDirFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	outGiven := false
+	fs.Visit(func(fl *flag.Flag) { outGiven = outGiven || fl.Name == "out" })
 	j, err := f.job(name, nil, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "embedd job %s: %v\n", name, err)
 		return 2
 	}
-	p := jobs.PairsJob{Dir: j.Dir, Output: j.Output, Workers: 0, Progress: j.Progress, MaxPairs: *maxPairs, Dedup: dedup, K: *k, Params: j.Params}
+	p := jobs.PairsJob{Dir: j.Dir, Output: j.Output, Workers: 0, Progress: j.Progress, MaxPairs: *maxPairs, Dedup: dedup, K: *k, Params: j.Params,
+		Shard: j.Shard, CheckpointEvery: *checkpoint}
 	if p.Metric, err = flat.ParseMetric(*metric); err == nil && p.Metric == flat.L2 {
 		err = errors.New("--metric l2 is not supported by pairs; use cosine or dot")
 	}
@@ -69,8 +74,10 @@ func jobPairsCmd(args []string, stdout, stderr io.Writer, dedup bool) int {
 		err = errors.New("dedup is within one set: give --self")
 	case dedup && *threshold == "":
 		err = errors.New("dedup needs --threshold")
-	case j.Shard.Count > 1:
-		err = errors.New("pairs run in one process (all cores); --shard is for embed and search")
+	case j.Shard.Count > 1 && outGiven:
+		err = errors.New("a pairs shard writes no --out: its share stays in --job-dir, and embedd job merge writes the output")
+	case j.Shard.Count > 1 && *texts:
+		err = errors.New("a pairs shard reads vectors, not --texts (every shard needs every vector): embed the texts first, sharded, with embedd job embed --format npy and merge, then pair the .npy")
 	case *threshold == "" && p.K == 0:
 		p.K = 10
 	}
@@ -140,7 +147,11 @@ func jobPairsCmd(args []string, stdout, stderr io.Writer, dedup bool) int {
 	if p.K > 0 {
 		what = "neighbours"
 	}
-	fmt.Fprintf(stderr, "embedd job %s: %d×%d rows, %d %s, join %.2f s\n", name, tot.RowsA, max(tot.RowsB, tot.RowsA), tot.Pairs, what, tot.JoinSeconds)
+	if j.Shard.Count > 1 {
+		fmt.Fprintf(stderr, "embedd job %s: shard %s of %d×%d rows, join %.2f s, %d checkpoints; embedd job merge writes the output of all the shards' job directories\n", name, j.Shard, tot.RowsA, max(tot.RowsB, tot.RowsA), tot.JoinSeconds, tot.Checkpoints)
+	} else {
+		fmt.Fprintf(stderr, "embedd job %s: %d×%d rows, %d %s, join %.2f s, %d checkpoints\n", name, tot.RowsA, max(tot.RowsB, tot.RowsA), tot.Pairs, what, tot.JoinSeconds, tot.Checkpoints)
+	}
 	if tot.Capped {
 		fmt.Fprintf(stderr, "embedd job %s: the pairs were capped (--max-pairs %d): lower the threshold's reach or raise the cap\n", name, *maxPairs)
 	}

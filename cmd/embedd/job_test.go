@@ -199,6 +199,23 @@ func TestJobPairsAndDedup(t *testing.T) {
 	if code != 3 || !strings.HasPrefix(out, `{"id":"a","neighbors":[{"id":"d","score":1}]}`+"\n"+`{"id":"b","neighbors":[{"id":"a","score":0.99`) || !strings.Contains(stderr, "has no direction") {
 		t.Fatalf("pairs --k 1: exit %d\n%s\n%s", code, out, stderr)
 	}
+	// As two shards of a Kubernetes Indexed Job, merged: the same bytes.
+	one := out
+	var dirs []string
+	for i := range 2 {
+		jd := filepath.Join(t.TempDir(), fmt.Sprintf("shard-%d", i))
+		dirs = append(dirs, jd)
+		t.Setenv("JOB_COMPLETION_INDEX", fmt.Sprint(i))
+		if code, _, stderr := runCmd(t, "", "job", "pairs", "--progress", "off", "--shards", "2", "--job-dir", jd, "--self", "--k", "1", in); code != 3 || !strings.Contains(stderr, "embedd job merge writes the output") {
+			t.Fatalf("pairs shard %d: exit %d\n%s", i, code, stderr)
+		}
+	}
+	if code, out, stderr := runCmd(t, "", append([]string{"job", "merge"}, dirs...)...); code != 3 || out != one {
+		t.Fatalf("pairs shards merged: exit %d\n%s\nwant\n%s\n%s", code, out, one, stderr)
+	}
+	if code, _, stderr := runCmd(t, "", "job", "pairs", "--shard", "0/2", "--job-dir", t.TempDir(), "--self", "--out", "x.jsonl", in); code != 2 || !strings.Contains(stderr, "writes no --out") {
+		t.Fatalf("pairs shard with --out: exit %d\n%s", code, stderr)
+	}
 	code, out, stderr = runCmd(t, "", "job", "pairs", "--progress", "off", "--self", "--threshold", "0.9", in)
 	if code != 3 || strings.Count(out, "\n") != 3 || !strings.HasPrefix(out, `{"a":"a","b":"b","score":0.99`) || !strings.Contains(out, `{"a":"a","b":"d","score":1}`) {
 		t.Fatalf("pairs --threshold: exit %d\n%s\n%s", code, out, stderr)

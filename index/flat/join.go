@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Pair is two rows and their score: for SelfJoin A < B, for Join A is a
@@ -40,10 +41,31 @@ type JoinOptions struct {
 	// in any block order; Join then keeps no heaps beyond the blocks in
 	// flight and returns nil.
 	Rows func(b, first int, hits [][]Hit) error
-	// SkipBlock, if set, leaves out the blocks it reports done (a resumed
-	// join). It needs Pairs or Rows: K's heaps alone are only complete at
-	// the end.
+	// SkipBlock, if set, leaves out the blocks it reports (done in a
+	// resumed join, or another shard's). With K's heaps the rows' hits are
+	// then the best among the blocks scored: a shard's share, which
+	// MergeHits combines with the other shards'.
 	SkipBlock func(b int) bool
+	// Done, if set, is called when block b is complete (after its Pairs or
+	// Rows call, its scores in every heap), from the worker goroutines.
+	Done func(b int)
+	// Resume, with K's heaps, starts from a saved state (a Checkpoint of
+	// an interrupted join over the same matrices and options): the heaps
+	// begin with its hits and its done blocks are not scored again. Blocks
+	// that were in flight when it was taken are scored again; a partner
+	// already in a heap is not added twice, so the answer is the one an
+	// uninterrupted join gives.
+	Resume *JoinState
+	// Checkpoint, with K's heaps, receives the join's state from one
+	// goroutine: after a block completes once CheckpointEvery has passed
+	// since the previous call returned, and at the end (finished or
+	// cancelled) if a block completed since. An error stops the join. The
+	// state is only valid during the call.
+	Checkpoint func(*JoinState) error
+	// CheckpointEvery is the least time between checkpoints; 0 waits 20
+	// times as long as the previous checkpoint took, so that checkpoints
+	// take at most about 5% of the join.
+	CheckpointEvery time.Duration
 	// BlockRows is the rows of the first matrix one worker takes at a
 	// time, rounded up to a multiple of 4; 0 picks about 512 KiB of rows.
 	BlockRows int
@@ -56,6 +78,43 @@ func (o JoinOptions) Blocks(n, dim int) int {
 	br := o.blockRows(dim)
 	return (n + br - 1) / br
 }
+
+// JoinState is a join's progress with K's heaps, as Checkpoint gives it
+// and Resume takes it.
+type JoinState struct {
+	// Done says which blocks are complete (len: Blocks).
+	Done []bool
+	// Hits are each row of the first matrix's best partners so far, in no
+	// particular order, at most K.
+	Hits [][]Hit
+}
+
+// MergeHits adds src's hits (the same rows' best from other blocks: a
+// shard's share of a join) to dst, keeping each row's k best, best first,
+// equal scores by ascending row. A partner in both is kept once.
+func MergeHits(dst, src [][]Hit, k int) error {
+	if len(dst) != len(src) {
+		return fmt.Errorf("embedd/index/flat: merging hits of %d and %d rows", len(dst), len(src))
+	}
+	var t topK
+	for i := range dst {
+		t.h = make([]cand, 0, k)
+		t.reset(k)
+		for _, hs := range [2][]Hit{dst[i], src[i]} {
+			for _, h := range hs {
+				if h.Score >= t.thr && !t.has(h.Row) {
+					t.push(cand{h.Score, h.Row})
+				}
+			}
+		}
+		dst[i] = sortedHits(t.h)
+	}
+	return nil
+}
+
+// RowsPerBlock is the rows of the first matrix in each block (the last
+// may have fewer) for rows of dim dimensions.
+func (o JoinOptions) RowsPerBlock(dim int) int { return o.blockRows(dim) }
 
 func (o JoinOptions) blockRows(dim int) int {
 	if o.BlockRows > 0 {
@@ -103,6 +162,13 @@ type joiner struct {
 	failed  atomic.Bool
 	done    <-chan struct{}
 	dot4    dot4Func
+	// dedup (a resumed join): a partner already in a heap is not pushed
+	// again (blocks in flight at the checkpoint are scored twice).
+	dedup bool
+	// blocksMu guards blocksDone; blockDone wakes the checkpointer.
+	blocksMu   sync.Mutex
+	blocksDone []bool
+	blockDone  chan struct{}
 }
 
 const lockRows = 64
@@ -119,8 +185,8 @@ func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, 
 		return nil, fmt.Errorf("embedd/index/flat: join: K is %d and no Pairs: nothing to do", o.K)
 	case o.Rows != nil && (self || o.K == 0):
 		return nil, fmt.Errorf("embedd/index/flat: join: Rows needs K and a join of two matrices")
-	case o.K > 0 && o.Rows == nil && o.SkipBlock != nil:
-		return nil, fmt.Errorf("embedd/index/flat: join: SkipBlock cannot be used with K's heaps (use Rows)")
+	case (o.Resume != nil || o.Checkpoint != nil) && (o.K == 0 || o.Rows != nil):
+		return nil, fmt.Errorf("embedd/index/flat: join: Resume and Checkpoint need K's heaps (a SelfJoin with K)")
 	case o.Workers < 0:
 		return nil, fmt.Errorf("embedd/index/flat: %d workers", o.Workers)
 	}
@@ -130,6 +196,8 @@ func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, 
 	dim := a.Dim
 	j := &joiner{a: a, b: b, self: self, o: o, dim: dim, na: len(a.Data) / dim, nb: len(b.Data) / dim,
 		br: o.blockRows(dim), rb: max(4, rowBlockBytes/(4*dim)&^3), done: ctx.Done(), dot4: active.dot4}
+	nblocks := (j.na + j.br - 1) / j.br
+	j.blocksDone = make([]bool, nblocks)
 	if o.K > 0 && o.Rows == nil {
 		j.heaps = make([]topK, j.na)
 		for i := range j.heaps {
@@ -137,18 +205,30 @@ func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, 
 			j.heaps[i].reset(o.K)
 		}
 		j.locks = make([]sync.Mutex, (j.na+lockRows-1)/lockRows)
+		if o.Resume != nil {
+			if err := j.resume(o.Resume); err != nil {
+				return nil, err
+			}
+		}
 	}
 	workers := o.Workers
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	nblocks := (j.na + j.br - 1) / j.br
 	workers = max(1, min(workers, nblocks))
+	var ckpt sync.WaitGroup
+	finish := make(chan struct{})
+	if o.Checkpoint != nil {
+		j.blockDone = make(chan struct{}, 1)
+		ckpt.Go(func() { j.checkpoints(finish) })
+	}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(j.run)
 	}
 	wg.Wait()
+	close(finish)
+	ckpt.Wait()
 	if j.err != nil {
 		return nil, j.err
 	}
@@ -225,13 +305,134 @@ func (j *joiner) run() {
 			return
 		default:
 		}
-		if j.o.SkipBlock != nil && j.o.SkipBlock(blk) {
-			continue
+		if j.blocksDone[blk] || j.o.SkipBlock != nil && j.o.SkipBlock(blk) {
+			continue // blocksDone[blk] set before the workers started: a resumed block
 		}
 		if err := j.block(st, blk); err != nil {
 			j.fail(err)
 			return
 		}
+		if ctxDone(j.done) {
+			return // the block stopped part way
+		}
+		j.blocksMu.Lock()
+		j.blocksDone[blk] = true
+		j.blocksMu.Unlock()
+		if j.o.Done != nil {
+			j.o.Done(blk)
+		}
+		if j.blockDone != nil {
+			select {
+			case j.blockDone <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func ctxDone(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
+// resume starts the heaps from st (after checking that it fits the join)
+// and marks its done blocks.
+func (j *joiner) resume(st *JoinState) error {
+	if len(st.Done) != len(j.blocksDone) || len(st.Hits) != j.na {
+		return fmt.Errorf("embedd/index/flat: join: resumed state has %d blocks and %d rows, the join %d and %d", len(st.Done), len(st.Hits), len(j.blocksDone), j.na)
+	}
+	copy(j.blocksDone, st.Done)
+	j.dedup = true
+	for r, hs := range st.Hits {
+		if len(hs) > j.o.K {
+			return fmt.Errorf("embedd/index/flat: join: resumed row %d has %d hits, K is %d", r, len(hs), j.o.K)
+		}
+		h := &j.heaps[r]
+		for _, x := range hs {
+			if x.Row < 0 || x.Row >= j.nb || j.self && x.Row == r || h.has(x.Row) {
+				return fmt.Errorf("embedd/index/flat: join: resumed row %d has partner %d (of %d rows), or has it twice", r, x.Row, j.nb)
+			}
+			h.push(cand{x.Score, x.Row})
+		}
+	}
+	return nil
+}
+
+// checkpoints calls o.Checkpoint as its doc says until finish is closed.
+func (j *joiner) checkpoints(finish <-chan struct{}) {
+	var st JoinState
+	var last time.Time
+	var took time.Duration
+	pending := false
+	var timer <-chan time.Time
+	save := func() bool {
+		start := time.Now()
+		j.snapshot(&st)
+		if err := j.o.Checkpoint(&st); err != nil {
+			j.fail(fmt.Errorf("embedd/index/flat: join checkpoint: %w", err))
+			return false
+		}
+		last, took, pending, timer = time.Now(), time.Since(start), false, nil
+		return true
+	}
+	for {
+		select {
+		case <-j.blockDone:
+			pending = true
+		case <-timer:
+			timer = nil
+		case <-finish:
+			select {
+			case <-j.blockDone:
+				pending = true
+			default:
+			}
+			if pending && !j.failed.Load() {
+				save()
+			}
+			return
+		}
+		if !pending || timer != nil {
+			continue
+		}
+		wait := j.o.CheckpointEvery
+		if wait == 0 {
+			wait = 20 * took
+		}
+		if left := wait - time.Since(last); left > 0 {
+			timer = time.After(left)
+			continue
+		}
+		if !save() {
+			return
+		}
+	}
+}
+
+// snapshot copies the done blocks, then every heap under its lock, into
+// st (reusing its slices). A block done before the copy of Done has all
+// its scores in the heaps; blocks in flight may have some.
+func (j *joiner) snapshot(st *JoinState) {
+	j.blocksMu.Lock()
+	st.Done = append(st.Done[:0], j.blocksDone...)
+	j.blocksMu.Unlock()
+	if len(st.Hits) != j.na {
+		st.Hits = make([][]Hit, j.na)
+	}
+	for l := range j.locks {
+		j.locks[l].Lock()
+		for r := l * lockRows; r < min((l+1)*lockRows, j.na); r++ {
+			hs := st.Hits[r][:0]
+			for _, c := range j.heaps[r].h {
+				hs = append(hs, Hit{Row: c.r, Score: c.s})
+			}
+			st.Hits[r] = hs
+		}
+		j.locks[l].Unlock()
 	}
 }
 
@@ -379,7 +580,7 @@ func (j *joiner) offerBoth(st *blockState, a0, nq, s0, n int, diag bool) {
 				rh.push(cand{s, s0 + c})
 				rthr = rh.thr
 			}
-			if s >= cthr[c] {
+			if s >= cthr[c] && (!j.dedup || !cols[c].has(a0+i)) {
 				cols[c].push(cand{s, a0 + i})
 				cthr[c] = cols[c].thr
 			}
@@ -400,7 +601,7 @@ func (j *joiner) mergeLocal(st *blockState, a0, nq int) {
 		for ; i < end; i++ {
 			h := &j.heaps[a0+i]
 			for _, c := range st.local[i].h {
-				if c.s >= h.thr {
+				if c.s >= h.thr && (!j.dedup || !h.has(c.r)) {
 					h.push(c)
 				}
 			}

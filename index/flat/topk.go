@@ -58,6 +58,16 @@ func (t *topK) offerL2(sc, norms []float32, base int, skip []uint64) {
 	}
 }
 
+// has reports whether row r is among the candidates kept.
+func (t *topK) has(r int) bool {
+	for _, c := range t.h {
+		if c.r == r {
+			return true
+		}
+	}
+	return false
+}
+
 func (t *topK) push(c cand) {
 	h := t.h
 	if len(h) < t.k {
