@@ -19,23 +19,23 @@ import (
 // leaves its share there for Merge. The file: "EJH1"; uvarints blocks,
 // rows, k; the done blocks as a bitmap of ceil(blocks/8) bytes; per row a
 // uvarint count and that many (uvarint row, little-endian float32 score);
-// then the CRC-32C of everything before it, little-endian.
+// then the CRC-32C of everything before it, little-endian. It is written
+// and read a row at a time: no copy of the heaps is held.
 const heapsMagic = "EJH1"
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// writeHeaps writes st (a join of k) to path, atomically.
-func writeHeaps(path string, st *flat.JoinState, k int) error {
+// writeHeaps writes st, a join of rows rows and k, to path, atomically.
+func writeHeaps(path string, st *flat.JoinState, rows, k int) error {
 	f, err := createAtomic(path, nil)
 	if err != nil {
 		return err
 	}
 	crc := crc32.New(castagnoli)
 	w := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
-	var tmp []byte
-	tmp = append(tmp, heapsMagic...)
+	tmp := []byte(heapsMagic)
 	tmp = binary.AppendUvarint(tmp, uint64(len(st.Done)))
-	tmp = binary.AppendUvarint(tmp, uint64(len(st.Hits)))
+	tmp = binary.AppendUvarint(tmp, uint64(rows))
 	tmp = binary.AppendUvarint(tmp, uint64(k))
 	bits := make([]byte, (len(st.Done)+7)/8)
 	for b, done := range st.Done {
@@ -43,9 +43,9 @@ func writeHeaps(path string, st *flat.JoinState, k int) error {
 			bits[b/8] |= 1 << (b % 8)
 		}
 	}
-	tmp = append(tmp, bits...)
-	w.Write(tmp)
-	for _, hs := range st.Hits {
+	w.Write(append(tmp, bits...))
+	next := 0
+	row := func(hs []flat.Hit) {
 		tmp = binary.AppendUvarint(tmp[:0], uint64(len(hs)))
 		for _, h := range hs {
 			tmp = binary.AppendUvarint(tmp, uint64(h.Row))
@@ -53,7 +53,23 @@ func writeHeaps(path string, st *flat.JoinState, k int) error {
 		}
 		w.Write(tmp)
 	}
-	err = w.Flush()
+	err = st.Rows(func(r int, hs []flat.Hit) error {
+		if r < next || r >= rows {
+			return fmt.Errorf("row %d after row %d of %d", r, next-1, rows)
+		}
+		for ; next < r; next++ {
+			row(nil)
+		}
+		row(hs)
+		next++
+		return nil
+	})
+	for ; err == nil && next < rows; next++ {
+		row(nil)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
 	if err == nil {
 		_, err = f.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32()))
 	}
@@ -64,67 +80,97 @@ func writeHeaps(path string, st *flat.JoinState, k int) error {
 	return f.commit()
 }
 
-// readHeaps reads path's state of a join of blocks blocks, rows rows and
-// k; a missing file is a nil state (nothing done yet).
+// readHeaps opens path's state of a join of blocks blocks, rows rows and
+// k, after checking its checksum; its Rows reads the file again, a row at
+// a time. A missing file is a nil state (nothing done yet).
 func readHeaps(path string, blocks, rows, k int) (*flat.JoinState, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("embedd/jobs: %w", err)
 	}
+	defer f.Close()
 	bad := func(what string) error {
 		return fmt.Errorf("embedd/jobs: %s is damaged (%s): remove it to start the join over", path, what)
 	}
-	if len(b) < len(heapsMagic)+4 || string(b[:len(heapsMagic)]) != heapsMagic {
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("embedd/jobs: %w", err)
+	}
+	size := st.Size() - 4
+	crc := crc32.New(castagnoli)
+	var sum [4]byte
+	if size < int64(len(heapsMagic)) {
 		return nil, bad("no header")
 	}
-	body := b[:len(b)-4]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
+	if _, err := io.CopyN(crc, f, size); err != nil {
+		return nil, fmt.Errorf("embedd/jobs: %s: %w", path, err)
+	}
+	if _, err := io.ReadFull(f, sum[:]); err != nil || crc.Sum32() != binary.LittleEndian.Uint32(sum[:]) {
 		return nil, bad("checksum")
 	}
-	p := body[len(heapsMagic):]
-	uv := func() uint64 {
-		x, n := binary.Uvarint(p)
-		if n <= 0 {
-			p = nil
-			return math.MaxUint64
+	// header reads the header of r (positioned at the start).
+	header := func(r *bufio.Reader) ([]bool, error) {
+		magic := make([]byte, len(heapsMagic))
+		io.ReadFull(r, magic)
+		nb, err1 := binary.ReadUvarint(r)
+		nr, err2 := binary.ReadUvarint(r)
+		nk, err3 := binary.ReadUvarint(r)
+		if string(magic) != heapsMagic || errors.Join(err1, err2, err3) != nil {
+			return nil, bad("no header")
 		}
-		p = p[n:]
-		return x
-	}
-	nb, nr, nk := uv(), uv(), uv()
-	if nb != uint64(blocks) || nr != uint64(rows) || nk != uint64(k) {
-		return nil, fmt.Errorf("%w: %s holds a join of %d blocks, %d rows, k %d; this one has %d, %d, %d", ErrMismatch, path, nb, nr, nk, blocks, rows, k)
-	}
-	nbits := (blocks + 7) / 8
-	if len(p) < nbits {
-		return nil, bad("short")
-	}
-	st := &flat.JoinState{Done: make([]bool, blocks), Hits: make([][]flat.Hit, rows)}
-	for i := range blocks {
-		st.Done[i] = p[i/8]&(1<<(i%8)) != 0
-	}
-	p = p[nbits:]
-	for r := range rows {
-		n := uv()
-		if n > uint64(k) {
-			return nil, bad(fmt.Sprintf("row %d", r))
+		if nb != uint64(blocks) || nr != uint64(rows) || nk != uint64(k) {
+			return nil, fmt.Errorf("%w: %s holds a join of %d blocks, %d rows, k %d; this one has %d, %d, %d", ErrMismatch, path, nb, nr, nk, blocks, rows, k)
 		}
-		hs := make([]flat.Hit, n)
-		for i := range hs {
-			hs[i].Row = int(uv())
-			if len(p) < 4 {
-				return nil, bad(fmt.Sprintf("row %d", r))
+		bits := make([]byte, (blocks+7)/8)
+		if _, err := io.ReadFull(r, bits); err != nil {
+			return nil, bad("short")
+		}
+		done := make([]bool, blocks)
+		for i := range done {
+			done[i] = bits[i/8]&(1<<(i%8)) != 0
+		}
+		return done, nil
+	}
+	f.Seek(0, io.SeekStart)
+	done, err := header(bufio.NewReader(io.LimitReader(f, size)))
+	if err != nil {
+		return nil, err
+	}
+	return &flat.JoinState{Done: done, Rows: func(fn func(int, []flat.Hit) error) error {
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("embedd/jobs: %w", err)
+		}
+		defer f.Close()
+		r := bufio.NewReaderSize(io.LimitReader(f, size), 1<<20)
+		if _, err := header(r); err != nil {
+			return err
+		}
+		hs := make([]flat.Hit, 0, k)
+		var b [4]byte
+		for row := range rows {
+			n, err := binary.ReadUvarint(r)
+			if err != nil || n > uint64(k) {
+				return bad(fmt.Sprintf("row %d", row))
 			}
-			hs[i].Score = math.Float32frombits(binary.LittleEndian.Uint32(p))
-			p = p[4:]
+			hs = hs[:n]
+			for i := range hs {
+				p, err := binary.ReadUvarint(r)
+				if _, err2 := io.ReadFull(r, b[:]); err != nil || err2 != nil || p > math.MaxInt32 {
+					return bad(fmt.Sprintf("row %d", row))
+				}
+				hs[i] = flat.Hit{Row: int(p), Score: math.Float32frombits(binary.LittleEndian.Uint32(b[:]))}
+			}
+			if err := fn(row, hs); err != nil {
+				return err
+			}
 		}
-		st.Hits[r] = hs
-	}
-	if len(p) != 0 {
-		return nil, bad("data after the last row")
-	}
-	return st, nil
+		if _, err := r.ReadByte(); err != io.EOF {
+			return bad("data after the last row")
+		}
+		return nil
+	}}, nil
 }

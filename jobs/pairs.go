@@ -435,7 +435,7 @@ func (p *PairsJob) selfTopK(ctx context.Context, dir string, a *vectors, tot *Pa
 	if p.Dir != "" {
 		o.Checkpoint = func(st *flat.JoinState) error {
 			tot.Checkpoints++
-			return writeHeaps(state, st, p.K)
+			return writeHeaps(state, st, a.rows, p.K)
 		}
 	}
 	p.shardBlocks(&o, nblocks)
@@ -450,7 +450,7 @@ func (p *PairsJob) selfTopK(ctx context.Context, dir string, a *vectors, tot *Pa
 	if _, err := os.Stat(state); p.Dir != "" && errors.Is(err, os.ErrNotExist) {
 		// No block was scored (a shard without blocks), so no checkpoint
 		// was taken: Merge still finds the (empty) share.
-		if err := writeHeaps(state, &flat.JoinState{Done: make([]bool, nblocks), Hits: hits}, p.K); err != nil {
+		if err := writeHeaps(state, flat.StateOf(make([]bool, nblocks), hits), a.rows, p.K); err != nil {
 			return err
 		}
 	}
@@ -746,10 +746,13 @@ func mergePairs(dirs []string, m manifest, done doneFile, out Output) (Totals, e
 					err = fmt.Errorf("%w: %s has not done block %d", ErrIncomplete, dir, b)
 				}
 			}
-			if err != nil {
-				return tot.Totals, err
+			if err == nil {
+				err = st.Rows(func(r int, hs []flat.Hit) error {
+					hits[r] = flat.MergeHits(hits[r], hs, k)
+					return nil
+				})
 			}
-			if err := flat.MergeHits(hits, st.Hits, k); err != nil {
+			if err != nil {
 				return tot.Totals, err
 			}
 		}

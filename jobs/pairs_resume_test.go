@@ -253,3 +253,21 @@ func TestPairsShardsMergeByteIdentical(t *testing.T) {
 		t.Fatalf("a sharded pairs job over texts: %v", err)
 	}
 }
+
+// TestPairsDamagedCheckpointIsRefused: a checkpoint whose bytes changed
+// stops the rerun with a message naming the file, not a wrong answer.
+func TestPairsDamagedCheckpointIsRefused(t *testing.T) {
+	in, _ := writeUnitNPY(t, 26, 300, 16)
+	jd := filepath.Join(t.TempDir(), "job")
+	p := killPairs(in, filepath.Join(jd, "out.jsonl"), jd)
+	if _, err := RunPairs(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(jd, "pairs", "heaps.bin")
+	b := readFile(t, state)
+	b[len(b)/2] ^= 1
+	os.WriteFile(state, b, 0o644)
+	if _, err := RunPairs(context.Background(), p); err == nil || !strings.Contains(err.Error(), "heaps.bin is damaged (checksum)") {
+		t.Fatalf("rerun over a damaged checkpoint: %v", err)
+	}
+}

@@ -80,36 +80,45 @@ func (o JoinOptions) Blocks(n, dim int) int {
 }
 
 // JoinState is a join's progress with K's heaps, as Checkpoint gives it
-// and Resume takes it.
+// and Resume takes it: the blocks done and every row's best partners so
+// far, streamed a row at a time, so that saving or loading it needs no
+// second copy of the heaps.
 type JoinState struct {
 	// Done says which blocks are complete (len: Blocks).
 	Done []bool
-	// Hits are each row of the first matrix's best partners so far, in no
-	// particular order, at most K.
-	Hits [][]Hit
+	// Rows calls fn with each row's hits so far (at most K, in no
+	// particular order), rows ascending (a row without hits may be left
+	// out), until fn returns an error, which Rows returns; hits are only
+	// valid during the call.
+	Rows func(fn func(row int, hits []Hit) error) error
 }
 
-// MergeHits adds src's hits (the same rows' best from other blocks: a
-// shard's share of a join) to dst, keeping each row's k best, best first,
-// equal scores by ascending row. A partner in both is kept once.
-func MergeHits(dst, src [][]Hit, k int) error {
-	if len(dst) != len(src) {
-		return fmt.Errorf("embedd/index/flat: merging hits of %d and %d rows", len(dst), len(src))
-	}
-	var t topK
-	for i := range dst {
-		t.h = make([]cand, 0, k)
-		t.reset(k)
-		for _, hs := range [2][]Hit{dst[i], src[i]} {
-			for _, h := range hs {
-				if h.Score >= t.thr && !t.has(h.Row) {
-					t.push(cand{h.Score, h.Row})
-				}
+// StateOf is a JoinState over hits held in memory (hits[r] for row r).
+func StateOf(done []bool, hits [][]Hit) *JoinState {
+	return &JoinState{Done: done, Rows: func(fn func(int, []Hit) error) error {
+		for r, hs := range hits {
+			if err := fn(r, hs); err != nil {
+				return err
 			}
 		}
-		dst[i] = sortedHits(t.h)
+		return nil
+	}}
+}
+
+// MergeHits is the k best of dst and src (one row's best from two sets of
+// blocks: shards' shares of a join), best first, equal scores by ascending
+// row, a partner in both once. The result shares no memory with src.
+func MergeHits(dst, src []Hit, k int) []Hit {
+	t := topK{h: make([]cand, 0, k)}
+	t.reset(k)
+	for _, hs := range [2][]Hit{dst, src} {
+		for _, h := range hs {
+			if h.Score >= t.thr && !t.has(h.Row) {
+				t.push(cand{h.Score, h.Row})
+			}
+		}
 	}
-	return nil
+	return sortedHits(t.h)
 }
 
 // RowsPerBlock is the rows of the first matrix in each block (the last
@@ -342,12 +351,17 @@ func ctxDone(done <-chan struct{}) bool {
 // resume starts the heaps from st (after checking that it fits the join)
 // and marks its done blocks.
 func (j *joiner) resume(st *JoinState) error {
-	if len(st.Done) != len(j.blocksDone) || len(st.Hits) != j.na {
-		return fmt.Errorf("embedd/index/flat: join: resumed state has %d blocks and %d rows, the join %d and %d", len(st.Done), len(st.Hits), len(j.blocksDone), j.na)
+	if len(st.Done) != len(j.blocksDone) {
+		return fmt.Errorf("embedd/index/flat: join: resumed state has %d blocks, the join %d", len(st.Done), len(j.blocksDone))
 	}
 	copy(j.blocksDone, st.Done)
 	j.dedup = true
-	for r, hs := range st.Hits {
+	next := 0
+	return st.Rows(func(r int, hs []Hit) error {
+		if r < next || r >= j.na {
+			return fmt.Errorf("embedd/index/flat: join: resumed state has row %d after row %d (the join has %d rows)", r, next-1, j.na)
+		}
+		next = r + 1
 		if len(hs) > j.o.K {
 			return fmt.Errorf("embedd/index/flat: join: resumed row %d has %d hits, K is %d", r, len(hs), j.o.K)
 		}
@@ -358,21 +372,19 @@ func (j *joiner) resume(st *JoinState) error {
 			}
 			h.push(cand{x.Score, x.Row})
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // checkpoints calls o.Checkpoint as its doc says until finish is closed.
 func (j *joiner) checkpoints(finish <-chan struct{}) {
-	var st JoinState
 	var last time.Time
 	var took time.Duration
 	pending := false
 	var timer <-chan time.Time
 	save := func() bool {
 		start := time.Now()
-		j.snapshot(&st)
-		if err := j.o.Checkpoint(&st); err != nil {
+		if err := j.o.Checkpoint(j.snapshot()); err != nil {
 			j.fail(fmt.Errorf("embedd/index/flat: join checkpoint: %w", err))
 			return false
 		}
@@ -413,27 +425,36 @@ func (j *joiner) checkpoints(finish <-chan struct{}) {
 	}
 }
 
-// snapshot copies the done blocks, then every heap under its lock, into
-// st (reusing its slices). A block done before the copy of Done has all
-// its scores in the heaps; blocks in flight may have some.
-func (j *joiner) snapshot(st *JoinState) {
+// snapshot is the join's state now: the done blocks copied first, then
+// each lock's rows of heaps copied under the lock as Rows streams them. A
+// block done before the copy of Done has all its scores in the heaps;
+// blocks in flight may have some.
+func (j *joiner) snapshot() *JoinState {
 	j.blocksMu.Lock()
-	st.Done = append(st.Done[:0], j.blocksDone...)
+	done := slices.Clone(j.blocksDone)
 	j.blocksMu.Unlock()
-	if len(st.Hits) != j.na {
-		st.Hits = make([][]Hit, j.na)
-	}
-	for l := range j.locks {
-		j.locks[l].Lock()
-		for r := l * lockRows; r < min((l+1)*lockRows, j.na); r++ {
-			hs := st.Hits[r][:0]
-			for _, c := range j.heaps[r].h {
-				hs = append(hs, Hit{Row: c.r, Score: c.s})
+	return &JoinState{Done: done, Rows: func(fn func(int, []Hit) error) error {
+		buf := make([]Hit, 0, lockRows*j.o.K)
+		var ends [lockRows + 1]int
+		for l := range j.locks {
+			r0, r1 := l*lockRows, min((l+1)*lockRows, j.na)
+			buf = buf[:0]
+			j.locks[l].Lock()
+			for r := r0; r < r1; r++ {
+				for _, c := range j.heaps[r].h {
+					buf = append(buf, Hit{Row: c.r, Score: c.s})
+				}
+				ends[r-r0+1] = len(buf)
 			}
-			st.Hits[r] = hs
+			j.locks[l].Unlock()
+			for r := r0; r < r1; r++ {
+				if err := fn(r, buf[ends[r-r0]:ends[r-r0+1]]); err != nil {
+					return err
+				}
+			}
 		}
-		j.locks[l].Unlock()
-	}
+		return nil
+	}}
 }
 
 // block scores rows [a0, a1) of a against the rows of b they pair with:

@@ -12,15 +12,22 @@ import (
 	"time"
 )
 
-// cloneState is a deep copy of st (Checkpoint's state is only valid
+// held is a JoinState's rows in memory (Checkpoint's state is only valid
 // during the call).
-func cloneState(st *JoinState) *JoinState {
-	c := &JoinState{Done: slices.Clone(st.Done), Hits: make([][]Hit, len(st.Hits))}
-	for i, hs := range st.Hits {
-		c.Hits[i] = slices.Clone(hs)
-	}
-	return c
+type held struct {
+	done []bool
+	hits [][]Hit
 }
+
+func hold(st *JoinState, rows int) held {
+	h := held{done: slices.Clone(st.Done), hits: make([][]Hit, rows)}
+	if err := st.Rows(func(r int, hs []Hit) error { h.hits[r] = slices.Clone(hs); return nil }); err != nil {
+		panic(err)
+	}
+	return h
+}
+
+func (h held) state() *JoinState { return StateOf(h.done, h.hits) }
 
 // TestSelfJoinResumesFromCheckpoint stops a self-join after a number of
 // blocks (cancelling it mid-work), resumes it from its last checkpoint or,
@@ -36,7 +43,7 @@ func TestSelfJoinResumesFromCheckpoint(t *testing.T) {
 	nblocks := base.Blocks(2000, 32)
 	for _, stopAfter := range []int{1, 7, 30} {
 		t.Run(fmt.Sprintf("stop-after-%d", stopAfter), func(t *testing.T) {
-			var states []*JoinState
+			var states []held
 			stops := 0
 			for round := 0; ; round++ {
 				if round > 3*nblocks {
@@ -45,9 +52,9 @@ func TestSelfJoinResumesFromCheckpoint(t *testing.T) {
 				ctx, cancel := context.WithCancel(context.Background())
 				o := base
 				if len(states) > 0 {
-					o.Resume = states[len(states)-1]
+					o.Resume = states[len(states)-1].state()
 					if round%3 == 0 && len(states) > 1 {
-						o.Resume = states[len(states)-2]
+						o.Resume = states[len(states)-2].state()
 					}
 				}
 				var scored atomic.Int64
@@ -58,7 +65,7 @@ func TestSelfJoinResumesFromCheckpoint(t *testing.T) {
 					}
 				}
 				o.Checkpoint = func(st *JoinState) error {
-					states = append(states, cloneState(st))
+					states = append(states, hold(st, 2000))
 					return nil
 				}
 				got, err := SelfJoin(ctx, m, o)
@@ -73,8 +80,8 @@ func TestSelfJoinResumesFromCheckpoint(t *testing.T) {
 				if !reflect.DeepEqual(got, want) {
 					t.Fatalf("after %d stops the hits differ from an uninterrupted join's", stops)
 				}
-				if st := states[len(states)-1]; !slices.Equal(st.Done, slices.Repeat([]bool{true}, nblocks)) {
-					t.Fatalf("the final checkpoint's done blocks: %v", st.Done)
+				if st := states[len(states)-1]; !slices.Equal(st.done, slices.Repeat([]bool{true}, nblocks)) || !reflect.DeepEqual(sortAll(st.hits), want) {
+					t.Fatalf("the final checkpoint (done blocks %v) is not the join's answer", st.done)
 				}
 				if stopAfter < nblocks/2 && stops < 2 {
 					t.Fatalf("stopped only %d times", stops)
@@ -83,6 +90,15 @@ func TestSelfJoinResumesFromCheckpoint(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sortAll sorts each row's hits best first (a state's are in no order).
+func sortAll(hits [][]Hit) [][]Hit {
+	out := make([][]Hit, len(hits))
+	for r, hs := range hits {
+		out[r] = MergeHits(nil, hs, len(hs))
+	}
+	return out
 }
 
 // TestSelfJoinShardsMerge splits a self-join's blocks among shards with
@@ -103,8 +119,8 @@ func TestSelfJoinShardsMerge(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := MergeHits(merged, share, o.K); err != nil {
-				t.Fatal(err)
+			for r := range merged {
+				merged[r] = MergeHits(merged[r], share[r], o.K)
 			}
 		}
 		if !reflect.DeepEqual(merged, want) {
@@ -118,21 +134,21 @@ func TestSelfJoinShardsMerge(t *testing.T) {
 func TestResumeRefusesAnotherJoin(t *testing.T) {
 	m := unitMatrix(13, 40, 8)
 	o := JoinOptions{Metric: Dot, K: 2, BlockRows: 8}
-	good := &JoinState{Done: make([]bool, 5), Hits: make([][]Hit, 40)}
 	for _, tc := range []struct {
 		name string
-		edit func(*JoinState)
+		edit func(*held)
 		want string
 	}{
-		{"blocks", func(s *JoinState) { s.Done = s.Done[:4] }, "4 blocks"},
-		{"self", func(s *JoinState) { s.Hits[3] = []Hit{{Row: 3}} }, "partner 3"},
-		{"range", func(s *JoinState) { s.Hits[3] = []Hit{{Row: 40}} }, "partner 40"},
-		{"twice", func(s *JoinState) { s.Hits[3] = []Hit{{Row: 1}, {Row: 1}} }, "twice"},
-		{"k", func(s *JoinState) { s.Hits[3] = []Hit{{Row: 1}, {Row: 2}, {Row: 4}} }, "3 hits"},
+		{"blocks", func(s *held) { s.done = s.done[:4] }, "4 blocks"},
+		{"rows", func(s *held) { s.hits = append(s.hits, nil) }, "row 40"},
+		{"self", func(s *held) { s.hits[3] = []Hit{{Row: 3}} }, "partner 3"},
+		{"range", func(s *held) { s.hits[3] = []Hit{{Row: 40}} }, "partner 40"},
+		{"twice", func(s *held) { s.hits[3] = []Hit{{Row: 1}, {Row: 1}} }, "twice"},
+		{"k", func(s *held) { s.hits[3] = []Hit{{Row: 1}, {Row: 2}, {Row: 4}} }, "3 hits"},
 	} {
-		st := cloneState(good)
-		tc.edit(st)
-		o.Resume = st
+		st := held{done: make([]bool, 5), hits: make([][]Hit, 40)}
+		tc.edit(&st)
+		o.Resume = st.state()
 		if _, err := SelfJoin(context.Background(), m, o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err %v, want one naming %q", tc.name, err, tc.want)
 		}
