@@ -440,8 +440,7 @@ func (p *PairsJob) selfTopK(ctx context.Context, dir string, a *vectors, tot *Pa
 	}
 	p.shardBlocks(&o, nblocks)
 	o.Done = p.blockDone
-	resumed := resumedRows(&o, a.rows, a.m.Dim, func(b int) bool { return o.Resume != nil && o.Resume.Done[b] }, tot)
-	stop := p.reportJoin(&o, a.rows, a.m.Dim, resumed)
+	stop := p.reportJoin(&o, a.rows, a.m.Dim, func(b int) bool { return o.Resume != nil && o.Resume.Done[b] }, tot)
 	hits, err := flat.SelfJoin(ctx, a.m, o)
 	stop()
 	if err != nil {
@@ -514,30 +513,28 @@ func (p *PairsJob) shardDone(nblocks int, tot *PairsTotals) error {
 	return writeJSONAtomic(filepath.Join(p.Dir, "done.json"), doneFile{Parts: nblocks, Read: tot.Read, Failed: tot.Failed, RowsA: tot.RowsA, RowsB: tot.RowsB})
 }
 
-// resumedRows counts the rows of the blocks done says are done, and adds
-// them to tot.Resumed.
-func resumedRows(o *flat.JoinOptions, rows, dim int, done func(b int) bool, tot *PairsTotals) int64 {
+// reportJoin reports the join's progress about every second until stop is
+// called: Read is the rows of the shard's blocks, Done those of its blocks
+// complete, counting the ones resumed (resumed(b) says block b was done
+// before; their rows are added to tot.Resumed).
+func (p *PairsJob) reportJoin(o *flat.JoinOptions, rows, dim int, resumed func(b int) bool, tot *PairsTotals) (stop func()) {
 	br := o.RowsPerBlock(dim)
-	var n int64
+	var total int64
+	var done atomic.Int64
 	for b := range o.Blocks(rows, dim) {
-		if done(b) {
-			n += int64(min(br, rows-b*br))
+		if p.Shard.Count > 1 && blockShard(b, p.Shard.Count) != p.Shard.Index {
+			continue
+		}
+		n := int64(min(br, rows-b*br))
+		total += n
+		if resumed(b) {
+			done.Add(n)
 		}
 	}
-	tot.Resumed += n
-	return n
-}
-
-// reportJoin reports the join's progress about every second until stop is
-// called: Done counts the rows of the blocks complete (resumed ones
-// included).
-func (p *PairsJob) reportJoin(o *flat.JoinOptions, rows, dim int, resumed int64) (stop func()) {
+	tot.Resumed += done.Load()
 	if p.Progress == nil {
 		return func() {}
 	}
-	br := o.RowsPerBlock(dim)
-	var done atomic.Int64
-	done.Store(resumed)
 	prev := o.Done
 	o.Done = func(b int) {
 		done.Add(int64(min(br, rows-b*br)))
@@ -555,9 +552,9 @@ func (p *PairsJob) reportJoin(o *flat.JoinOptions, rows, dim int, resumed int64)
 		for {
 			select {
 			case <-t.C:
-				p.Progress(Progress{Read: int64(rows), Done: done.Load(), Elapsed: time.Since(start)})
+				p.Progress(Progress{Read: total, Done: done.Load(), Elapsed: time.Since(start)})
 			case <-stopped:
-				p.Progress(Progress{Read: int64(rows), Done: done.Load(), Elapsed: time.Since(start), Final: true})
+				p.Progress(Progress{Read: total, Done: done.Load(), Elapsed: time.Since(start), Final: true})
 				return
 			}
 		}
@@ -600,8 +597,7 @@ func (p *PairsJob) blocks(ctx context.Context, dir string, a, b *vectors, tot *P
 	}
 	nblocks := o.Blocks(a.rows, a.m.Dim)
 	p.shardBlocks(&o, nblocks)
-	resumed := resumedRows(&o, a.rows, a.m.Dim, func(b int) bool { _, ok := have[b]; return ok }, tot)
-	stop := p.reportJoin(&o, a.rows, a.m.Dim, resumed)
+	stop := p.reportJoin(&o, a.rows, a.m.Dim, func(b int) bool { _, ok := have[b]; return ok }, tot)
 	if p.Against == nil {
 		_, err = flat.SelfJoin(ctx, a.m, o)
 	} else {
