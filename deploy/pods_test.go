@@ -95,8 +95,15 @@ func newLocalPod(root string, c corev1.Container) localPod {
 // its args and environment, and the config as the pod sees it.
 func layOut(t *testing.T, w workload) (localPod, []string, []string) {
 	t.Helper()
+	return layOutAt(t, w, t.TempDir())
+}
+
+// layOutAt is layOut with the volumes under root, where another pod's may
+// already be (pods of one pipeline share the work volume).
+func layOutAt(t *testing.T, w workload, root string) (localPod, []string, []string) {
+	t.Helper()
 	c := w.container(t)
-	lp := newLocalPod(t.TempDir(), c)
+	lp := newLocalPod(root, c)
 	for _, m := range c.VolumeMounts {
 		dir := lp.root + m.MountPath
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -116,6 +123,9 @@ func layOut(t *testing.T, w workload) (localPod, []string, []string) {
 		p := lp.path(m.Path)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
+		}
+		if _, err := os.Lstat(p); err == nil {
+			continue // laid out by an earlier pod
 		}
 		if err := os.Symlink(model, p); err != nil {
 			t.Fatal(err)
