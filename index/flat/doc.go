@@ -35,6 +35,20 @@
 // the bitmap search took 0.4–0.7 ms against 5–10 ms for the func at Q=1,
 // and 1.0–2.2 ms against 12–23 ms at Q=16.
 //
+// # Joins
+//
+// SelfJoin and Join score every row of one matrix against every row of
+// another (or the same) with the same dot4 tiles: a block of rows against
+// L1-sized slabs of the other set, each tile of a self-join's upper
+// triangle once, its scores offered to both rows' heaps. Threshold pairs
+// and a two-set top k are complete block by block (Pairs, Rows); a
+// self-join's top k is complete only at the end, so its progress (the
+// heaps and the blocks done) can be checkpointed while the workers go on
+// and resumed: a block in flight at the checkpoint is scored again and a
+// heap never takes the same partner twice, so the answer does not depend
+// on where the join was stopped. SkipBlock shares a join's blocks among
+// shards, whose heaps MergeHits combines.
+//
 // # Kernels
 //
 // The scoring is done by hand-written amd64 assembly, chosen at start-up
