@@ -12,7 +12,10 @@
 // batch goes "in_progress" and runs as a job whose directory keeps its
 // parts, then "finalizing" while the output and error files are moved into
 // the file store, then "completed". Cancel makes it "cancelling", then
-// "cancelled"; a batch that outlives its 24h window ends "expired".
+// "cancelled"; a batch that outlives its 24h window ends "expired". As
+// OpenAI's, a batch stopped while it ran keeps what it had done: its output
+// and error files hold the requests of the job's complete parts (at most
+// 256 requests a part are lost), and its request counts count those.
 //
 // Durability: state.json (the batch object, its owner and its reserved
 // output ids) is replaced atomically at every change of status and every
@@ -472,7 +475,7 @@ func (m *Manager) process(ctx context.Context, id string) {
 		tot, ran, err = m.runJob(ctx, id, bdir)
 	}
 	if err == nil && ran {
-		err = m.finalize(id, bdir, tot)
+		err = m.finalize(id, bdir, tot, "")
 	}
 	now := time.Now().Unix()
 	switch {
@@ -480,9 +483,9 @@ func (m *Manager) process(ctx context.Context, id string) {
 	case m.ctx.Err() != nil:
 		return // closing: resume at the next Open
 	case errors.Is(err, context.DeadlineExceeded):
-		err = m.update(id, func(st *state) { st.Status, st.ExpiredAt = StatusExpired, &now })
+		err = m.stopped(id, bdir, StatusExpired)
 	case errors.Is(err, context.Canceled):
-		err = m.update(id, func(st *state) { st.Status, st.CancelledAt = StatusCancelled, &now })
+		err = m.stopped(id, bdir, StatusCancelled)
 	default:
 		m.log.Error("embedd/batches: batch failed", "batch", id, "err", err)
 		err = m.update(id, func(st *state) {
@@ -492,6 +495,31 @@ func (m *Manager) process(ctx context.Context, id string) {
 	}
 	if err != nil {
 		m.log.Error("embedd/batches: saving a batch's state", "batch", id, "err", err)
+	}
+}
+
+// stopped ends a batch whose job was stopped (cancelled, or out of its
+// window) with status: as OpenAI does, its output and error files hold the
+// requests done by then (in parts already complete), if any.
+func (m *Manager) stopped(id, bdir, status string) error {
+	job := m.job(id, bdir)
+	if _, err := os.Stat(job.Dir); err != nil {
+		now := time.Now().Unix()
+		return m.update(id, func(st *state) { st.end(status, now) }) // the job never started
+	}
+	tot, err := jobs.Partial(job)
+	if err != nil {
+		return err
+	}
+	return m.finalize(id, bdir, tot, status)
+}
+
+// end sets a stopped batch's status and its time.
+func (st *state) end(status string, now int64) {
+	if status == StatusExpired {
+		st.Status, st.ExpiredAt = StatusExpired, &now
+	} else {
+		st.Status, st.CancelledAt = StatusCancelled, &now
 	}
 }
 
@@ -608,8 +636,17 @@ func (m *Manager) runJob(ctx context.Context, id, bdir string) (_ jobs.Totals, r
 	if ended {
 		return jobs.Totals{}, false, nil
 	}
+	tot, err := jobs.Run(batch.WithBulk(ctx), m.job(id, bdir))
+	if err != nil && ctx.Err() != nil {
+		return tot, true, context.Cause(ctx)
+	}
+	return tot, true, err
+}
+
+// job is batch id's job, its files in bdir.
+func (m *Manager) job(id, bdir string) jobs.Job {
 	var lastSave time.Time
-	job := jobs.Job{
+	return jobs.Job{
 		Kind:     "openai-batch",
 		Params:   map[string]string{"normalize": "true"},
 		Input:    jobs.Input{Path: filepath.Join(bdir, "input.jsonl"), Format: jobs.InputOpenAI},
@@ -630,29 +667,27 @@ func (m *Manager) runJob(ctx context.Context, id, bdir string) (_ jobs.Totals, r
 			m.mu.Unlock()
 		},
 	}
-	tot, err := jobs.Run(batch.WithBulk(ctx), job)
-	if err != nil && ctx.Err() != nil {
-		return tot, true, context.Cause(ctx)
-	}
-	return tot, true, err
 }
 
 // finalize moves the batch's output and error files into the file store
 // under their reserved ids (again after a crash: Adopt is idempotent) and
 // ends the batch: completed, or cancelled when a cancel came too late to
-// stop the job.
-func (m *Manager) finalize(id, bdir string, tot jobs.Totals) error {
+// stop the job; with stopped (StatusCancelled, StatusExpired) the job was
+// stopped and the files hold what it had done.
+func (m *Manager) finalize(id, bdir string, tot jobs.Totals, stopped string) error {
 	m.mu.Lock()
 	st := *m.batches[id]
 	m.mu.Unlock()
 	now := time.Now().Unix()
-	if err := m.update(id, func(st *state) {
-		if st.Status != StatusCancelling {
-			st.Status = StatusFinalizing
+	if stopped == "" {
+		if err := m.update(id, func(st *state) {
+			if st.Status != StatusCancelling {
+				st.Status = StatusFinalizing
+			}
+			st.FinalizingAt = cmp.Or(st.FinalizingAt, &now)
+		}); err != nil {
+			return err
 		}
-		st.FinalizingAt = cmp.Or(st.FinalizingAt, &now)
-	}); err != nil {
-		return err
 	}
 	adopt := func(n int64, fid, name, path string) (*string, error) {
 		if n == 0 {
@@ -673,9 +708,12 @@ func (m *Manager) finalize(id, bdir string, tot jobs.Totals) error {
 		return err
 	}
 	if err := m.update(id, func(st *state) {
-		if st.Status == StatusCancelling {
+		switch {
+		case stopped != "":
+			st.end(stopped, now)
+		case st.Status == StatusCancelling:
 			st.Status, st.CancelledAt = StatusCancelled, &now
-		} else {
+		default:
 			st.Status, st.CompletedAt = StatusCompleted, &now
 		}
 		st.OutputFileID, st.ErrorFileID = out, errf

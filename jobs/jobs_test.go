@@ -384,3 +384,38 @@ func TestParquetInput(t *testing.T) {
 		t.Fatalf("%d rows read back from two shards", n)
 	}
 }
+
+// TestPartialWritesTheDoneParts: a job stopped part way (cancelled) writes
+// with Partial the results of its complete parts, in order: a prefix of
+// the uninterrupted run's output.
+func TestPartialWritesTheDoneParts(t *testing.T) {
+	in := writeInput(t, 1000)
+	dir := t.TempDir()
+	ref := reference(t, in, Output{Path: filepath.Join(dir, "ref.jsonl"), ErrorsPath: filepath.Join(dir, "ref.errors")})
+	ctx, cancel := context.WithCancel(context.Background())
+	parts := 0
+	stage := fakeStage(0, nil)
+	j := Job{Kind: "embed", Input: Input{Path: in}, Dir: filepath.Join(dir, "job"), PartSize: 100, Workers: 1,
+		Output: Output{Path: filepath.Join(dir, "out.jsonl"), ErrorsPath: filepath.Join(dir, "out.errors")},
+		Stage: func(c context.Context, recs []Record, out []Result) error {
+			if parts++; parts == 4 {
+				cancel()
+				return c.Err()
+			}
+			return stage(c, recs, out)
+		}}
+	if _, err := Run(ctx, j); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v, want it cancelled", err)
+	}
+	tot, err := Partial(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot.Written+tot.Failed != 300 || tot.Failed == 0 {
+		t.Fatalf("partial totals %+v, want the 300 records of 3 parts", tot)
+	}
+	want := bytes.SplitAfter(readFile(t, ref), []byte("\n"))[:tot.Written]
+	if got := readFile(t, j.Output.Path); !bytes.Equal(got, bytes.Join(want, nil)) {
+		t.Fatal("the partial output is not the first records of the uninterrupted run's")
+	}
+}

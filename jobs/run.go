@@ -73,7 +73,28 @@ func Run(ctx context.Context, j Job) (Totals, error) {
 	if err := writeJSONAtomic(filepath.Join(j.Dir, "done.json"), doneFile{Parts: r.parts, Read: tot.Read, Failed: tot.Failed}); err != nil {
 		return tot, err
 	}
-	tot.Written, err = assemble(j.Output, []string{j.Dir}, []int{r.parts})
+	tot.Written, _, err = assemble(j.Output, []string{j.Dir}, []int{r.parts}, false)
+	tot.Seconds = time.Since(start).Seconds()
+	return tot, err
+}
+
+// Partial writes what a stopped job (one with a job directory, stopped
+// before its output was written: cancelled, or out of time) has done to
+// j.Output: the results of its complete parts, in input order, leaving out
+// the parts not done. Written and Failed count the results written.
+func Partial(j Job) (Totals, error) {
+	start := time.Now()
+	have, err := listParts(j.Dir)
+	if err != nil {
+		return Totals{}, err
+	}
+	parts := 0
+	for p := range have {
+		parts = max(parts, p+1)
+	}
+	var tot Totals
+	tot.Written, tot.Failed, err = assemble(j.Output, []string{j.Dir}, []int{parts}, true)
+	tot.Read = tot.Written + tot.Failed
 	tot.Seconds = time.Since(start).Seconds()
 	return tot, err
 }
@@ -270,38 +291,43 @@ func (r *runner) process(ctx context.Context, w work) (finished, error) {
 }
 
 // assemble writes the parts of dirs (parts[i] of dirs[i]), in order, to
-// out and returns the records written (failed ones go to the error file).
-func assemble(out Output, dirs []string, parts []int) (int64, error) {
+// out and returns the records written and the failed ones (those go to the
+// error file). A missing part is an error, or with partial left out.
+func assemble(out Output, dirs []string, parts []int, partial bool) (written, failed int64, _ error) {
 	s, err := out.open()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var written int64
 	for i, dir := range dirs {
 		have, err := listParts(dir)
 		if err != nil {
 			s.abort()
-			return 0, err
+			return 0, 0, err
 		}
 		for p := range parts[i] {
 			n, ok := have[p]
+			if !ok && partial {
+				continue
+			}
 			if !ok {
 				s.abort()
-				return 0, fmt.Errorf("%w: %s has no part %d", ErrIncomplete, dir, p)
+				return 0, 0, fmt.Errorf("%w: %s has no part %d", ErrIncomplete, dir, p)
 			}
 			err := readPart(filepath.Join(dir, partName(p, n)), n, func(res *Result) error {
 				if res.Err == "" {
 					written++
+				} else {
+					failed++
 				}
 				return s.write(res)
 			})
 			if err != nil {
 				s.abort()
-				return 0, err
+				return 0, 0, err
 			}
 		}
 	}
-	return written, s.commit()
+	return written, failed, s.commit()
 }
 
 // Merge joins the outputs of a sharded job: dirs are the shards' job
@@ -370,7 +396,7 @@ func Merge(dirs []string, out Output) (Totals, error) {
 		out.Format = OutputFormat(shards[0].m.Params["format"])
 	}
 	var err error
-	tot.Written, err = assemble(out, ds, ps)
+	tot.Written, _, err = assemble(out, ds, ps, false)
 	tot.Seconds = time.Since(start).Seconds()
 	return tot, err
 }

@@ -237,6 +237,10 @@ func TestBatchValidationFailsUpFront(t *testing.T) {
 	}
 }
 
+// TestBatchCancel cancels one batch while it runs, once a part of it is
+// done, and one while it waits behind it: both end "cancelled", the running
+// one with an output file of what it had done (as OpenAI's does), counted
+// in its request counts, the waiting one with none.
 func TestBatchCancel(t *testing.T) {
 	ts := startServer(t, testConfig())
 	base := ts.httpBase
@@ -244,15 +248,15 @@ func TestBatchCancel(t *testing.T) {
 	for i := range 3000 {
 		content.WriteString(batchLine(fmt.Sprint("r", i), fmt.Sprintf(`{"input": "text number %d, long enough to take a while to embed"}`, i)))
 	}
-	// One batch cancelled while it runs, one while it waits behind it.
 	running := createBatch(t, base, "", content.String())["id"].(string)
 	queued := createBatch(t, base, "", content.String())["id"].(string)
 	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
-		if _, b := do(t, "GET", base+"/v1/batches/"+running, "", "", nil); b["status"] == "in_progress" {
+		_, b := do(t, "GET", base+"/v1/batches/"+running, "", "", nil)
+		if counts, _ := b["request_counts"].(map[string]any); b["status"] == "in_progress" && counts["completed"].(float64) > 0 {
 			break
 		}
 		if time.Since(start) > time.Minute {
-			t.Fatal("the batch was not in progress within a minute")
+			t.Fatal("the batch had done nothing within a minute")
 		}
 	}
 	// The queued one first: once the running one has stopped, the runner
@@ -263,9 +267,23 @@ func TestBatchCancel(t *testing.T) {
 			t.Fatalf("cancel: %d %v, want %s", code, b, c.want)
 		}
 	}
-	for _, id := range []string{queued, running} {
-		if done := waitBatch(t, base, "", id); done["status"] != "cancelled" || done["cancelled_at"] == nil || done["output_file_id"] != nil {
-			t.Fatalf("after cancel: %v", done)
+	if done := waitBatch(t, base, "", queued); done["status"] != "cancelled" || done["cancelled_at"] == nil || done["output_file_id"] != nil {
+		t.Fatalf("the waiting batch after cancel: %v", done)
+	}
+	done := waitBatch(t, base, "", running)
+	out, _ := done["output_file_id"].(string)
+	if done["status"] != "cancelled" || done["cancelled_at"] == nil || out == "" {
+		t.Fatalf("the running batch after cancel: %v", done)
+	}
+	lines := strings.Split(strings.TrimSpace(fileText(t, base, "", out)), "\n")
+	counts := done["request_counts"].(map[string]any)
+	if n := len(lines); n == 0 || n >= 3000 || float64(n) != counts["completed"].(float64) || counts["total"].(float64) != 3000 {
+		t.Fatalf("%d output lines of a cancelled batch, request counts %v", len(lines), counts)
+	}
+	for i, l := range lines {
+		var o outputLine
+		if err := json.Unmarshal([]byte(l), &o); err != nil || o.CustomID != fmt.Sprint("r", i) || o.Response.StatusCode != 200 {
+			t.Fatalf("output line %d: %v %s", i, err, l)
 		}
 	}
 }
