@@ -275,30 +275,46 @@ func firstRunes(text string, n int) string {
 }
 
 // pool writes into dst (dim wide) the mean of ids' rows, each times its
-// token weight; zero for no ids.
+// token weight; zero for no ids. Without weights the rows go to
+// vec.AddRows or vec.AddHalfRows, which keep the sum in registers while the
+// rows stream past and add them in the order of ids: the bits of one
+// vec.Add per row.
 func (m *staticModel) pool(dst []float32, ids []int32) {
 	clear(dst)
 	if len(ids) == 0 {
 		return
 	}
-	d := m.dim
-	for _, id := range ids {
-		r := int(id)
-		if m.mapping != nil {
-			r = int(m.mapping[id])
-		}
-		switch {
-		case m.weights != nil:
+	d, n := m.dim, len(ids)
+	switch {
+	case m.weights != nil:
+		for _, id := range ids {
+			r := int(id)
+			if m.mapping != nil {
+				r = int(m.mapping[id])
+			}
 			addScaled(dst, m.table[r*d:r*d+d], m.weights[id])
-		case m.half != nil:
-			vec.AddHalf(dst, m.half[r*d:r*d+d])
-		default:
-			vec.Add(dst, m.table[r*d:r*d+d])
 		}
+	case m.mapping != nil:
+		var rows [256]int32
+		for lo := 0; lo < n; lo += len(rows) {
+			chunk := ids[lo:min(n, lo+len(rows))]
+			for i, id := range chunk {
+				rows[i] = m.mapping[id]
+			}
+			m.addRows(dst, rows[:len(chunk)])
+		}
+	default:
+		m.addRows(dst, ids)
 	}
-	inv := 1 / float32(len(ids))
-	for i := range dst {
-		dst[i] *= inv
+	vec.Scale(dst, 1/float32(n))
+}
+
+// addRows adds the table's rows to dst, in order.
+func (m *staticModel) addRows(dst []float32, rows []int32) {
+	if m.half != nil {
+		vec.AddHalfRows(dst, m.half, rows)
+	} else {
+		vec.AddRows(dst, m.table, rows)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/embedd/embedd/models/safetensors"
+	"github.com/embedd/embedd/vec"
 )
 
 // staticExpected is models/testdata/static/expected.json, written by
@@ -269,5 +271,72 @@ func TestRegistryOfStaticModelsNeedsNoRuntime(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "kind=static") || strings.Contains(logs.String(), "onnxruntime") {
 		t.Errorf("load log should name the kind and no ONNX Runtime: %s", logs.String())
+	}
+}
+
+// TestStaticPoolExact checks pool, which sums a text's rows with
+// vec.AddRows or vec.AddHalfRows, against the plain loop of one vec.Add or
+// vec.AddHalf per token, bit for bit: fp32 and fp16 tables, with and
+// without a Model2Vec mapping, for texts of one token to more than the 256
+// ids pool maps at a time, with repeated ids, at widths on and off the
+// kernels' steps.
+func TestStaticPoolExact(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const vocab, rows = 300, 200
+	for _, dim := range []int{8, 100, 384, 390} {
+		table := make([]float32, rows*dim)
+		half := make([]uint16, rows*dim)
+		for i := range table {
+			table[i] = float32(rng.NormFloat64()) * float32(math.Pow(10, float64(rng.IntN(7)-3)))
+			half[i] = uint16(rng.Uint32()) &^ 0x4000 // finite
+		}
+		mapping := make([]int32, vocab)
+		for i := range mapping {
+			mapping[i] = int32(rng.IntN(rows))
+		}
+		for _, n := range []int{1, 2, 35, 256, 257, 600} {
+			ids := make([]int32, n)
+			for i := range ids {
+				ids[i] = int32(rng.IntN(rows))
+				if i > 0 && rng.IntN(4) == 0 {
+					ids[i] = ids[i-1]
+				}
+			}
+			for _, c := range []struct {
+				name string
+				m    *staticModel
+			}{
+				{"fp32", &staticModel{table: table, dim: dim}},
+				{"fp16", &staticModel{half: half, dim: dim}},
+				{"fp32 mapped", &staticModel{table: table, dim: dim, mapping: mapping}},
+				{"fp16 mapped", &staticModel{half: half, dim: dim, mapping: mapping}},
+			} {
+				want := make([]float32, dim)
+				for _, id := range ids {
+					r := int(id)
+					if c.m.mapping != nil {
+						r = int(c.m.mapping[id])
+					}
+					if c.m.half != nil {
+						vec.AddHalf(want, half[r*dim:])
+					} else {
+						vec.Add(want, table[r*dim:])
+					}
+				}
+				for i := range want {
+					want[i] *= 1 / float32(n)
+				}
+				got := make([]float32, dim)
+				for i := range got {
+					got[i] = 7 // pool overwrites dst
+				}
+				c.m.pool(got, ids)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%s, dim %d, %d ids: component %d is %v, one Add per row gives %v", c.name, dim, n, i, got[i], want[i])
+					}
+				}
+			}
+		}
 	}
 }

@@ -16,6 +16,13 @@ func addHalfGo(dst []float32, src []uint16) {
 	}
 }
 
+// scaleGo is Scale's portable loop.
+func scaleGo(dst []float32, s float32) {
+	for i := range dst {
+		dst[i] *= s
+	}
+}
+
 // Half returns the value of the IEEE 754 half-precision number with bits
 // h, exactly (every half is a float32).
 func Half(h uint16) float32 {

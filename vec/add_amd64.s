@@ -107,3 +107,47 @@ htail:
 hdone:
 	VZEROUPPER
 	RET
+
+// func scaleAVX2(dst *float32, s float32, n int)
+// dst[i] *= s for i < n: 32 floats a step, then 8, then one.
+TEXT ·scaleAVX2(SB), NOSPLIT, $0-24
+	MOVQ         dst+0(FP), DI
+	VBROADCASTSS s+8(FP), Y4
+	MOVQ         n+16(FP), CX
+
+sloop32:
+	CMPQ    CX, $32
+	JLT     sloop8
+	VMULPS  (DI), Y4, Y0
+	VMULPS  32(DI), Y4, Y1
+	VMULPS  64(DI), Y4, Y2
+	VMULPS  96(DI), Y4, Y3
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ    $128, DI
+	SUBQ    $32, CX
+	JMP     sloop32
+
+sloop8:
+	CMPQ    CX, $8
+	JLT     stail
+	VMULPS  (DI), Y4, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JMP     sloop8
+
+stail:
+	CMPQ   CX, $0
+	JE     sdone
+	VMULSS (DI), X4, X0
+	VMOVSS X0, (DI)
+	ADDQ   $4, DI
+	DECQ   CX
+	JMP    stail
+
+sdone:
+	VZEROUPPER
+	RET

@@ -70,3 +70,24 @@ func TestAddHalf(t *testing.T) {
 		}
 	}
 }
+
+// TestScale checks Scale against the scalar loop, bit for bit, at lengths
+// that reach each of the loop's steps.
+func TestScale(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 64, 100, 384} {
+		dst, want := make([]float32, n), make([]float32, n)
+		for i := range dst {
+			dst[i] = float32(i)*0.37 - 11 + float32(i%3)*1e-7
+		}
+		copy(want, dst)
+		s := float32(1) / 35
+		scaleGo(want, s)
+		Scale(dst, s)
+		if !slices.Equal(dst, want) {
+			t.Errorf("n=%d: Scale = %v, want %v (the scalar loop's bits)", n, dst, want)
+		}
+		if n > 0 && dst[n-1] == float32(n-1)*0.37-11+float32((n-1)%3)*1e-7 {
+			t.Errorf("n=%d: last element not scaled", n)
+		}
+	}
+}

@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"sort"
@@ -16,7 +15,8 @@ import (
 
 // vocabTable is an open-addressing hash table (linear probing) from
 // vocabulary entries to ids. Entries of up to 8 bytes are stored in the slot
-// itself, so most lookups touch one cache line and compare one integer.
+// itself, so most lookups touch one cache line and compare one integer;
+// slots are 16 bytes, four to a cache line.
 type vocabTable struct {
 	slots []vocabSlot // len is a power of two, at most half full
 	shift uint        // 64 - log2(len(slots))
@@ -26,11 +26,16 @@ type vocabTable struct {
 
 // vocabSlot is one slot of a vocabTable.
 type vocabSlot struct {
-	key uint64 // the entry's bytes, little-endian, if n <= 8; else its hash
+	key uint64 // the entry's bytes, little-endian, if its length is <= 8; else its hash
 	id  int32
-	n   uint8  // length in bytes; 0 for an empty slot
-	off uint32 // offset of the entry in blob, if n > 8
+	// meta is the entry's length in bytes (0 for an empty slot) in the low
+	// 8 bits and, if it is longer than 8, its offset in blob above them.
+	meta uint32
 }
+
+// maxBlob bounds the bytes of long entries kept in blob (offsets have 24
+// bits); entries beyond it, or longer than 255 bytes, go to long.
+const maxBlob = 1 << 24
 
 // newVocabTable builds the table of entries (all non-empty).
 func newVocabTable(entries map[string]int32) *vocabTable {
@@ -41,18 +46,19 @@ func newVocabTable(entries map[string]int32) *vocabTable {
 		long:  make(map[string]int32),
 	}
 	for w, id := range entries {
-		if len(w) > 255 || len(v.blob)+len(w) > 1<<31 {
+		if len(w) > 255 || len(w) > 8 && len(v.blob)+len(w) > maxBlob {
 			v.long[w] = id // never in real vocabularies
 			continue
 		}
 		b := []byte(w)
 		key, h := wordKey(b)
 		i := h >> v.shift
-		for v.slots[i].n != 0 {
+		for v.slots[i].meta != 0 {
 			i = (i + 1) & uint64(size-1)
 		}
-		v.slots[i] = vocabSlot{key: key, id: id, n: uint8(len(b)), off: uint32(len(v.blob))}
+		v.slots[i] = vocabSlot{key: key, id: id, meta: uint32(len(b))}
 		if len(b) > 8 {
+			v.slots[i].meta |= uint32(len(v.blob)) << 8
 			v.blob = append(v.blob, b...)
 		}
 	}
@@ -94,28 +100,49 @@ func (v *vocabTable) lookup(w []byte) (int32, bool) {
 	mask := uint64(len(v.slots) - 1)
 	for i := h >> v.shift; ; i = (i + 1) & mask {
 		s := &v.slots[i]
-		if s.n == 0 {
-			return 0, false
+		if s.meta == 0 {
+			break
 		}
-		if s.key == key && int(s.n) == len(w) && (len(w) <= 8 || string(v.blob[s.off:s.off+uint32(s.n)]) == string(w)) {
+		if s.key == key && int(s.meta&0xff) == len(w) && (len(w) <= 8 || v.sameLong(s.meta>>8, w)) {
 			return s.id, true
 		}
 	}
+	if len(v.long) > 0 {
+		id, ok := v.long[string(w)]
+		return id, ok
+	}
+	return 0, false
 }
 
-// trie is a byte trie over vocabulary entries, flattened into arrays. Node 0
-// is unused so that 0 can mean "no child".
+// sameLong reports whether the entry at blob[off:] is w, which is longer
+// than 8 bytes. Up to 16 bytes it compares the first 8 and the last 8
+// (which overlap) as two integers.
+func (v *vocabTable) sameLong(off uint32, w []byte) bool {
+	e := v.blob[off : off+uint32(len(w))]
+	if len(w) <= 16 {
+		n := len(w)
+		return binary.LittleEndian.Uint64(e) == binary.LittleEndian.Uint64(w) &&
+			binary.LittleEndian.Uint64(e[n-8:]) == binary.LittleEndian.Uint64(w[n-8:])
+	}
+	return string(e) == string(w)
+}
+
+// trie is a byte trie over vocabulary entries, flattened into one array of
+// edges: a node is the run of its outgoing edges, sorted by label, and each
+// edge says where its child's run is. Runs are laid out depth first, so a
+// walk down a long word reads mostly consecutive memory, and each step reads
+// one run instead of a node, its labels and its children apart.
 type trie struct {
-	root   [256]int32 // child of the root for each first byte
-	nodes  []trieNode
-	labels []byte  // edge labels; a node's edges are labels[lo:hi], sorted
-	kids   []int32 // kids[i] is the child along labels[i]
+	root  [256]trieEdge // the root's edge for each first byte; n == 0 and id < 0 if absent
+	edges []trieEdge
 }
 
-// trieNode is one trie node.
-type trieNode struct {
-	id     int32 // vocabulary id of the entry ending here, or -1
-	lo, hi uint32
+// trieEdge is one edge of a trie and what is known of its child.
+type trieEdge struct {
+	label byte
+	n     uint16 // the child's edges are edges[first:first+n]
+	id    int32  // vocabulary id of the entry ending at the child, or -1
+	first uint32
 }
 
 // buildNode is a trie node under construction.
@@ -142,27 +169,35 @@ func newTrie(entries map[string]int32) *trie {
 		}
 		n.id = id
 	}
-	t := &trie{nodes: make([]trieNode, 1, len(entries)*4)}
-	var add func(n *buildNode) int32
-	add = func(n *buildNode) int32 {
-		idx := int32(len(t.nodes))
-		t.nodes = append(t.nodes, trieNode{id: n.id})
+	t := &trie{edges: make([]trieEdge, 0, len(entries)*4)}
+	// run appends the edges of n's children and, depth first, their runs;
+	// it returns where n's run starts.
+	var run func(n *buildNode) uint32
+	run = func(n *buildNode) uint32 {
 		keys := make([]byte, 0, len(n.kids))
 		for b := range n.kids {
 			keys = append(keys, b)
 		}
 		sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-		lo := len(t.labels)
-		t.labels = append(t.labels, keys...)
-		t.kids = append(t.kids, make([]int32, len(keys))...)
-		t.nodes[idx].lo, t.nodes[idx].hi = uint32(lo), uint32(len(t.labels))
-		for i, b := range keys {
-			t.kids[lo+i] = add(n.kids[b])
+		first := uint32(len(t.edges))
+		for _, b := range keys {
+			t.edges = append(t.edges, trieEdge{label: b, id: n.kids[b].id, n: uint16(len(n.kids[b].kids))})
 		}
-		return idx
+		for i, b := range keys {
+			if k := n.kids[b]; len(k.kids) > 0 {
+				t.edges[first+uint32(i)].first = run(k)
+			}
+		}
+		return first
 	}
-	for b, n := range root.kids {
-		t.root[b] = add(n)
+	for b := range t.root {
+		t.root[b] = trieEdge{label: byte(b), id: -1}
+		if n := root.kids[byte(b)]; n != nil {
+			t.root[b] = trieEdge{label: byte(b), id: n.id, n: uint16(len(n.kids))}
+			if len(n.kids) > 0 {
+				t.root[b].first = run(n)
+			}
+		}
 	}
 	return t
 }
@@ -174,22 +209,24 @@ func (t *trie) longest(w []byte) (end int, id int32) {
 	if len(w) == 0 {
 		return 0, -1
 	}
-	n := t.root[w[0]]
-	for i := 1; n != 0; i++ {
-		nd := &t.nodes[n]
-		if nd.id >= 0 {
-			end, id = i, nd.id
+	e := &t.root[w[0]]
+	for i := 1; ; i++ {
+		if e.id >= 0 {
+			end, id = i, e.id
 		}
-		if i == len(w) {
-			break
+		if i == len(w) || e.n == 0 {
+			return end, id
 		}
-		k := bytes.IndexByte(t.labels[nd.lo:nd.hi], w[i])
-		if k < 0 {
-			break
+		run, c := t.edges[e.first:e.first+uint32(e.n)], w[i]
+		k := 0
+		for k < len(run) && run[k].label < c {
+			k++
 		}
-		n = t.kids[int(nd.lo)+k]
+		if k == len(run) || run[k].label != c {
+			return end, id
+		}
+		e = &run[k]
 	}
-	return end, id
 }
 
 // emitWord adds the ids of one pre-tokenized, normalized word of nchars
