@@ -67,7 +67,6 @@ func TestKillResumeIsByteIdentical(t *testing.T) {
 	ref := reference(t, in, Output{Path: filepath.Join(dir, "ref.jsonl"), ErrorsPath: filepath.Join(dir, "ref.jsonl.errors")})
 	out := filepath.Join(dir, "out.jsonl")
 	log := filepath.Join(dir, "parts.log")
-	rng := rand.New(rand.NewPCG(10, 1))
 	const part, workers = 40, 4 // 100 parts of 5 ms each, 4 at a time: ~125 ms a run
 	child := func(jobDir, out string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -75,38 +74,9 @@ func TestKillResumeIsByteIdentical(t *testing.T) {
 			"EMBEDD_JOBS_DIR="+jobDir, "EMBEDD_JOBS_LOG="+log, fmt.Sprintf("EMBEDD_JOBS_PART=%d", part))
 		return cmd
 	}
-	kills := 0
-	for round := 0; ; round++ {
-		cmd := child(filepath.Join(dir, "job"), out)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		// Kill once the child has started 1 to 8 more parts, plus up to
-		// 5 ms: mid-part, mid-rename, anywhere in the work.
-		var kill <-chan time.Time
-		stop := make(chan struct{})
-		if kills < 12 {
-			kill = afterParts(log, 1+rng.IntN(8), time.Duration(rng.IntN(5000))*time.Microsecond, stop)
-		}
-		select {
-		case err := <-exited:
-			close(stop)
-			if err != nil {
-				t.Fatalf("round %d: %v\n%s", round, err, stderr.String())
-			}
-		case <-kill:
-			close(stop)
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-exited
-			kills++
-			continue
-		}
-		break
-	}
+	// Kill once the child has started 1 to 8 more parts, plus up to 5 ms:
+	// mid-part, mid-rename, anywhere in the work.
+	kills := killUntilDone(t, func() *exec.Cmd { return child(filepath.Join(dir, "job"), out) }, log, 12, 8, 5*time.Millisecond, nil)
 	if kills < 3 {
 		t.Fatalf("only %d kills landed before the job finished", kills)
 	}
@@ -135,17 +105,61 @@ func TestKillResumeIsByteIdentical(t *testing.T) {
 	t.Logf("%d kills, %d parts computed again", kills, extra)
 }
 
+// killUntilDone runs the child command newCmd makes until it exits 0,
+// killing it with SIGKILL up to maxKills times, each time once log has 1
+// to lines more lines plus up to wait; after each kill it calls killed (if
+// set) with the log's line count at the start of that round. It returns
+// the kills.
+func killUntilDone(t *testing.T, newCmd func() *exec.Cmd, log string, maxKills, lines int, wait time.Duration, killed func(start int)) int {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(maxKills), uint64(lines)))
+	kills := 0
+	for round := 0; ; round++ {
+		start := countLines(log)
+		cmd := newCmd()
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		var kill <-chan time.Time
+		stop := make(chan struct{})
+		if kills < maxKills {
+			kill = afterParts(log, 1+rng.IntN(lines), time.Duration(rng.Int64N(int64(wait))), stop)
+		}
+		select {
+		case err := <-exited:
+			close(stop)
+			if err != nil {
+				t.Fatalf("round %d: %v\n%s", round, err, stderr.String())
+			}
+			return kills
+		case <-kill:
+			close(stop)
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-exited
+			kills++
+			if killed != nil {
+				killed(start)
+			}
+		}
+	}
+}
+
+func countLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return bytes.Count(b, []byte{'\n'})
+}
+
 // afterParts fires once log has n more lines than now, and then wait more;
 // it gives up when stop is closed.
 func afterParts(log string, n int, wait time.Duration, stop <-chan struct{}) <-chan time.Time {
-	lines := func() int {
-		b, _ := os.ReadFile(log)
-		return bytes.Count(b, []byte{'\n'})
-	}
-	start := lines()
+	start := countLines(log)
 	fire := make(chan time.Time, 1)
 	go func() {
-		for lines() < start+n {
+		for countLines(log) < start+n {
 			select {
 			case <-stop:
 				return

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -87,54 +86,33 @@ func TestPairsSelfTopKKillResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, jd, log := filepath.Join(dir, "out.jsonl"), filepath.Join(dir, "job"), filepath.Join(dir, "blocks.log")
-	rng := rand.New(rand.NewPCG(22, 1))
 	var o flat.JoinOptions
 	o.BlockRows = 40
 	nblocks := o.Blocks(4000, 256)
 	saved := map[int]bool{} // blocks in the checkpoint left by the last kill
-	kills, lost := 0, 0
-	for round := 0; ; round++ {
-		start := len(logLines(t, log))
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "EMBEDD_PAIRS_CHILD=1", "EMBEDD_PAIRS_IN="+in, "EMBEDD_PAIRS_OUT="+out, "EMBEDD_PAIRS_DIR="+jd, "EMBEDD_PAIRS_LOG="+log)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		var kill <-chan time.Time
-		stop := make(chan struct{})
-		if kills < 10 {
-			kill = afterParts(log, 1+rng.IntN(10), time.Duration(rng.IntN(3000))*time.Microsecond, stop)
-		}
-		killed := false
-		select {
-		case err := <-exited:
-			close(stop)
-			if err != nil {
-				t.Fatalf("round %d: %v\n%s", round, err, stderr.String())
-			}
-		case <-kill:
-			close(stop)
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-exited
-			kills++
-			killed = true
-		}
+	lost := 0
+	// rescored fails if blocks logged from line start on include one the
+	// checkpoint held.
+	rescored := func(start int) []int {
 		done := logLines(t, log)[start:]
 		for _, b := range done {
 			if saved[b] {
-				t.Fatalf("round %d scored block %d again, though the checkpoint held it", round, b)
+				t.Fatalf("block %d was scored again, though the checkpoint held it", b)
 			}
 		}
-		if !killed {
-			break
-		}
+		return done
+	}
+	child := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "EMBEDD_PAIRS_CHILD=1", "EMBEDD_PAIRS_IN="+in, "EMBEDD_PAIRS_OUT="+out, "EMBEDD_PAIRS_DIR="+jd, "EMBEDD_PAIRS_LOG="+log)
+		return cmd
+	}
+	last := 0
+	kills := killUntilDone(t, child, log, 10, 10, 3*time.Millisecond, func(start int) {
+		done := rescored(start)
 		st, err := readHeaps(filepath.Join(jd, "pairs", "heaps.bin"), nblocks, 4000, 10)
 		if err != nil {
-			t.Fatalf("after kill %d: %v", kills, err)
+			t.Fatal(err)
 		}
 		saved = map[int]bool{}
 		for b := 0; st != nil && b < nblocks; b++ {
@@ -145,7 +123,9 @@ func TestPairsSelfTopKKillResume(t *testing.T) {
 				lost++
 			}
 		}
-	}
+		last = len(logLines(t, log))
+	})
+	rescored(last) // the run that finished
 	if kills < 3 {
 		t.Fatalf("only %d kills landed before the join finished", kills)
 	}
