@@ -96,8 +96,9 @@ type Config struct {
 	// HTTPIdleTimeout closes a keep-alive HTTP connection idle this long;
 	// default 120s.
 	HTTPIdleTimeout core.Duration `json:"http_idle_timeout,omitempty"`
-	// MaxHTTPConnections caps the open HTTP connections: one over it is
-	// closed as soon as it is accepted; default 1024.
+	// MaxHTTPConnections caps the open HTTP connections: one over it takes
+	// the place of the connection idle longest, or is closed as soon as it
+	// is accepted when none is idle; default 1024.
 	MaxHTTPConnections int `json:"max_http_connections,omitempty"`
 	// MaxConcurrentStreams caps the calls and streams running on one gRPC
 	// connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); default 100.

@@ -230,41 +230,65 @@ func healthz(conn net.Conn, r *bufio.Reader) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// Issue 11.8: open HTTP connections are capped: one over the cap is closed
-// at once, and its slot comes back when a connection closes.
+// Issue 11.8: open HTTP connections are capped. At the cap a new
+// connection takes the place of the one idle longest (so /healthz probes
+// get in whatever idle connections pile up); with every connection busy in
+// a request it is closed at once, and a slot comes back when one closes.
 func TestHTTPConnectionCap(t *testing.T) {
 	cfg := testConfig()
 	cfg.MaxHTTPConnections = 2
-	ts := startServer(t, cfg)
-	addr := strings.TrimPrefix(ts.httpBase, "http://")
-	var held []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
+	dialer := func(ts *testServer) func() net.Conn {
+		addr := strings.TrimPrefix(ts.httpBase, "http://")
+		return func() net.Conn {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			return c
 		}
-		defer c.Close()
+	}
+	// Idle keep-alive connections, then more: each new one gets in, and
+	// the one idle longest is closed.
+	dial := dialer(startServer(t, cfg))
+	var idle []net.Conn
+	for i := range 5 {
+		c := dial()
 		if code, err := healthz(c, bufio.NewReader(c)); code != 200 {
-			t.Fatalf("connection under the cap: %d %v", code, err)
+			t.Fatalf("connection %d (cap 2, the others idle): %d %v", i, code, err)
 		}
-		held = append(held, c)
+		idle = append(idle, c)
+		time.Sleep(20 * time.Millisecond) // the server marks it idle after answering
 	}
-	over, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	for i, c := range idle[:3] {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("idle connection %d was not closed for a newer one (read %d bytes)", i, n)
+		}
 	}
-	defer over.Close()
+	for _, c := range idle[3:] {
+		if code, err := healthz(c, bufio.NewReader(c)); code != 200 {
+			t.Fatalf("the two newest connections: %d %v", code, err)
+		}
+	}
+	// Two connections in a request (a body still to come), none idle: a
+	// third is closed at once.
+	dial = dialer(startServer(t, cfg))
+	var busy []net.Conn
+	for range 2 {
+		c := dial()
+		io.WriteString(c, "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+		busy = append(busy, c)
+	}
+	over := dial()
 	if code, err := healthz(over, bufio.NewReader(over)); err == nil {
-		t.Fatalf("a third keep-alive connection over a cap of 2 was answered %d", code)
+		t.Fatalf("a connection over a cap of 2 busy ones was answered %d", code)
 	}
-	held[0].Close()
+	busy[0].Close()
 	// The server frees the slot once it reads the close: try a bounded
 	// number of fresh connections.
 	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := dial()
 		code, err := healthz(c, bufio.NewReader(c))
 		c.Close()
 		if code == 200 {

@@ -3,25 +3,33 @@ package server
 import (
 	"context"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/embedd/embedd/core"
 )
 
-// limitListener accepts at most max connections at once: one over the cap
-// is closed as soon as it is accepted, so that idle keep-alive
-// connections cannot take every file descriptor (Create and Drop need
-// some).
+// limitListener accepts at most max connections at once, so that
+// keep-alive connections cannot take every file descriptor (Create and
+// Drop need some). At the cap a new connection takes the place of the
+// connection idle longest (an HTTP keep-alive connection between requests,
+// as ConnState reports them), so a flood of idle connections cannot lock
+// out new clients, and the probes of /healthz and /readyz still get in;
+// with no connection idle, the new one is closed as soon as it is
+// accepted.
 type limitListener struct {
 	net.Listener
 	slots chan struct{}
+	mu    sync.Mutex
+	idle  map[*limitConn]time.Time // connections between requests, since when
 }
 
 func newLimitListener(l net.Listener, max int) *limitListener {
-	return &limitListener{Listener: l, slots: make(chan struct{}, max)}
+	return &limitListener{Listener: l, slots: make(chan struct{}, max), idle: map[*limitConn]time.Time{}}
 }
 
 // Accept returns the next connection that fits under the cap.
@@ -31,12 +39,68 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		select {
-		case l.slots <- struct{}{}:
-			return &limitConn{Conn: c, release: sync.OnceFunc(func() { <-l.slots })}, nil
-		default:
-			c.Close()
+		if l.admit() {
+			lc := &limitConn{Conn: c}
+			lc.release = sync.OnceFunc(func() {
+				l.mu.Lock()
+				lc.closed = true
+				delete(l.idle, lc)
+				l.mu.Unlock()
+				<-l.slots
+			})
+			return lc, nil
 		}
+		c.Close()
+	}
+}
+
+// admit takes a slot, closing the connection idle longest for one if none
+// is free.
+func (l *limitListener) admit() bool {
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+	}
+	l.mu.Lock()
+	var oldest *limitConn
+	for c, since := range l.idle {
+		if oldest == nil || since.Before(l.idle[oldest]) {
+			oldest = c
+		}
+	}
+	l.mu.Unlock()
+	if oldest == nil {
+		return false
+	}
+	oldest.Close() // gives its slot back
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// connState is the HTTP server's ConnState hook: it keeps the set of idle
+// connections.
+func (l *limitListener) connState(c net.Conn, st http.ConnState) {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn() // a TLS connection over one of ours
+	}
+	if lc, ok := c.(*limitConn); ok {
+		l.setIdle(lc, st == http.StateIdle)
+	}
+}
+
+func (l *limitListener) setIdle(c *limitConn, idle bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case idle && !c.closed:
+		l.idle[c] = time.Now()
+	case !idle:
+		delete(l.idle, c)
 	}
 }
 
@@ -44,6 +108,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 type limitConn struct {
 	net.Conn
 	release func()
+	closed  bool // guarded by the listener's mu
 }
 
 func (c *limitConn) Close() error {

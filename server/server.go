@@ -179,7 +179,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 		}
 	})
 	if httpLis != nil {
-		httpLis = newLimitListener(httpLis, s.cfg.MaxHTTPConnections)
+		ll := newLimitListener(httpLis, s.cfg.MaxHTTPConnections)
+		httpLis, s.http.ConnState = ll, ll.connState
 		wg.Go(func() {
 			var err error
 			if s.cfg.TLSCert != "" {
