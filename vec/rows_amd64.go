@@ -5,7 +5,8 @@ import "golang.org/x/sys/cpu"
 // The row kernels (rows_amd64.s) add rows[:nrows] of a row-major table
 // (rows of dim elements) to dst[:dim], each element's sum in the order of
 // rows; nrows > 0 and dim > 0. The AVX2 and F16C kernels hold 64 columns
-// of dst in registers while they run down the rows, the AVX-512 ones 384.
+// of dst in registers while they run down the rows, the AVX-512 ones 384;
+// each fetches the next row's columns ahead (PREFETCHNTA).
 
 //go:noescape
 func addRowsAVX2(dst, table *float32, rows *int32, nrows, dim int)
