@@ -171,6 +171,8 @@ func validate(m Matrix, queries []float32, k int, o Options) error {
 		return fmt.Errorf("embedd/index/flat: dimension %d, want at least 1", m.Dim)
 	case len(m.Data)%m.Dim != 0:
 		return fmt.Errorf("embedd/index/flat: matrix has %d values, not a multiple of dimension %d", len(m.Data), m.Dim)
+	case len(m.Data)/m.Dim > maxRows:
+		return fmt.Errorf("embedd/index/flat: matrix has %d rows, at most %d are searched", len(m.Data)/m.Dim, maxRows)
 	case len(queries)%m.Dim != 0:
 		return fmt.Errorf("embedd/index/flat: queries have %d values, not a multiple of dimension %d", len(queries), m.Dim)
 	case k < 1:
@@ -350,7 +352,7 @@ func merge(ws []*worker, i, k int, m Matrix, query []float32, metric Metric) []H
 	c = c[:min(k, len(c))]
 	hits := make([]Hit, len(c))
 	for j, x := range c {
-		hits[j] = Hit{Row: x.r, Score: x.s}
+		hits[j] = Hit{Row: int(x.r), Score: x.s}
 	}
 	if metric == L2 {
 		dim := m.Dim

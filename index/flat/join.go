@@ -114,7 +114,7 @@ func MergeHits(dst, src []Hit, k int) []Hit {
 	for _, hs := range [2][]Hit{dst, src} {
 		for _, h := range hs {
 			if h.Score >= t.thr && !t.has(h.Row) {
-				t.push(cand{h.Score, h.Row})
+				t.push(cand{h.Score, int32(h.Row)})
 			}
 		}
 	}
@@ -188,6 +188,8 @@ func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, 
 		return nil, fmt.Errorf("embedd/index/flat: join of dimensions %d and %d", a.Dim, b.Dim)
 	case len(a.Data)%a.Dim != 0 || len(b.Data)%b.Dim != 0:
 		return nil, fmt.Errorf("embedd/index/flat: join: a matrix's length is not a multiple of dimension %d", a.Dim)
+	case len(a.Data)/a.Dim > maxRows || len(b.Data)/b.Dim > maxRows:
+		return nil, fmt.Errorf("embedd/index/flat: join: a matrix has more than %d rows", maxRows)
 	case o.Metric != Cosine && o.Metric != Dot:
 		return nil, fmt.Errorf("embedd/index/flat: join: metric %v, want cosine or dot", o.Metric)
 	case o.K < 0 || o.K == 0 && o.Pairs == nil:
@@ -209,8 +211,9 @@ func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, 
 	j.blocksDone = make([]bool, nblocks)
 	if o.K > 0 && o.Rows == nil {
 		j.heaps = make([]topK, j.na)
+		cands := make([]cand, j.na*o.K) // one allocation for every heap
 		for i := range j.heaps {
-			j.heaps[i].h = make([]cand, 0, o.K)
+			j.heaps[i].h = cands[i*o.K : i*o.K : (i+1)*o.K]
 			j.heaps[i].reset(o.K)
 		}
 		j.locks = make([]sync.Mutex, (j.na+lockRows-1)/lockRows)
@@ -268,7 +271,7 @@ func sortedHits(c []cand) []Hit {
 	})
 	hits := make([]Hit, len(c))
 	for t, x := range c {
-		hits[t] = Hit{Row: x.r, Score: x.s}
+		hits[t] = Hit{Row: int(x.r), Score: x.s}
 	}
 	return hits
 }
@@ -370,7 +373,7 @@ func (j *joiner) resume(st *JoinState) error {
 			if x.Row < 0 || x.Row >= j.nb || j.self && x.Row == r || h.has(x.Row) {
 				return fmt.Errorf("embedd/index/flat: join: resumed row %d has partner %d (of %d rows), or has it twice", r, x.Row, j.nb)
 			}
-			h.push(cand{x.Score, x.Row})
+			h.push(cand{x.Score, int32(x.Row)})
 		}
 		return nil
 	})
@@ -442,7 +445,7 @@ func (j *joiner) snapshot() *JoinState {
 			j.locks[l].Lock()
 			for r := r0; r < r1; r++ {
 				for _, c := range j.heaps[r].h {
-					buf = append(buf, Hit{Row: c.r, Score: c.s})
+					buf = append(buf, Hit{Row: int(c.r), Score: c.s})
 				}
 				ends[r-r0+1] = len(buf)
 			}
@@ -598,11 +601,11 @@ func (j *joiner) offerBoth(st *blockState, a0, nq, s0, n int, diag bool) {
 				continue
 			}
 			if s >= rthr {
-				rh.push(cand{s, s0 + c})
+				rh.push(cand{s, int32(s0 + c)})
 				rthr = rh.thr
 			}
 			if s >= cthr[c] && (!j.dedup || !cols[c].has(a0+i)) {
-				cols[c].push(cand{s, a0 + i})
+				cols[c].push(cand{s, int32(a0 + i)})
 				cthr[c] = cols[c].thr
 			}
 		}
@@ -622,7 +625,7 @@ func (j *joiner) mergeLocal(st *blockState, a0, nq int) {
 		for ; i < end; i++ {
 			h := &j.heaps[a0+i]
 			for _, c := range st.local[i].h {
-				if c.s >= h.thr && (!j.dedup || !h.has(c.r)) {
+				if c.s >= h.thr && (!j.dedup || !h.has(int(c.r))) {
 					h.push(c)
 				}
 			}

@@ -3,11 +3,16 @@ package flat
 import "math"
 
 // cand is a candidate row and its ranking key (larger is better: the
-// similarity, or q·r - |r|²/2 for L2).
+// similarity, or q·r - |r|²/2 for L2): 8 bytes, so that a self-join's
+// heaps of every row (K of them a row) take half the memory an int row
+// would. Matrices have fewer than maxRows rows.
 type cand struct {
 	s float32
-	r int
+	r int32
 }
+
+// maxRows bounds the rows of a matrix (a row is an int32 in a cand).
+const maxRows = 1<<31 - 1
 
 // better reports whether a ranks before b: larger key, then smaller row.
 func (a cand) better(b cand) bool {
@@ -38,7 +43,7 @@ func (t *topK) offer(sc []float32, base int, skip []uint64) {
 		if s < thr || skip != nil && skipped(skip, base+j) {
 			continue
 		}
-		t.push(cand{s, base + j})
+		t.push(cand{s, int32(base + j)})
 		thr = t.thr
 	}
 }
@@ -53,7 +58,7 @@ func (t *topK) offerL2(sc, norms []float32, base int, skip []uint64) {
 		if s < thr || skip != nil && skipped(skip, base+j) {
 			continue
 		}
-		t.push(cand{s, base + j})
+		t.push(cand{s, int32(base + j)})
 		thr = t.thr
 	}
 }
@@ -61,7 +66,7 @@ func (t *topK) offerL2(sc, norms []float32, base int, skip []uint64) {
 // has reports whether row r is among the candidates kept.
 func (t *topK) has(r int) bool {
 	for _, c := range t.h {
-		if c.r == r {
+		if int(c.r) == r {
 			return true
 		}
 	}
