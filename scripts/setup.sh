@@ -167,7 +167,7 @@ fi
 # Debian 12 with its packages; another system may differ in the last bits
 # (a warning, not an error). 2 minutes on 2 idle cores, 6 on busy ones.
 static_dir="$cache/models/static-en"
-static_sha256=f7fe8547c265274f0bb002196fd4fbde7644c81aa74ccc833c19a6418e8044a2
+static_sha256=622f967f83495de9c87afe760ebd1f27ea8c038058a75fefb8e21f7646bc5195
 static_stamp=$(cat "$root/scripts/train_static.py" "$root/scripts/wordpiece/main.go" | sha256sum | cut -d' ' -f1)
 if [ -f "$static_dir/.complete" ] && [ "$(cat "$static_dir/.complete")" = "$static_stamp" ]; then
   log "static model present at $static_dir"

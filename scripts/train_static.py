@@ -7,14 +7,22 @@ over the all-MiniLM-L6-v2 (bert-base-uncased) WordPiece vocabulary, trained
 only on permissively licensed or public-domain English text that Debian
 packages ship (see SOURCES and the NOTICE written next to the model).
 
-Method (chosen by measurement, see README "Static models"): WordPiece ids of
+Method (chosen by measurement, see README "The default models"): WordPiece ids of
 every paragraph (scripts/wordpiece, the exact tokenizer embedd serves with),
-co-occurrence counts in a symmetric window weighted 1/distance, positive PMI
-with context-distribution smoothing, a truncated SVD (randomized, fixed seed,
-single-threaded BLAS), singular values raised to a power, the top principal
-components removed, rows L2-normalised and then scaled by a per-token weight
-(smooth inverse frequency), stored in fp16. Mean pooling of the rows (what
-StaticEmbedding does) is then a SIF-weighted average.
+two views of each token, each a positive PMI matrix reduced by a truncated SVD
+(randomized, fixed seed, single-threaded BLAS), its mean and top principal
+component removed and its rows normalised:
+  - local: co-occurrence in a window weighted 1/distance, left and right
+    contexts apart (a row per token, a column per context token and side),
+    with context-distribution smoothing;
+  - topical: token x document counts, a document being consecutive paragraphs
+    of one file up to max_length tokens, PPMI scaled by idf.
+The two side by side are reduced to --dim columns by an SVD whose rows are
+weighted by how much each token weighs in pooled text (sqrt(count) times its
+pooling weight), rows normalised; then a random-projection lexical part
+(--lex-dim), every row scaled by a per-token weight (smooth inverse
+frequency), stored in fp16. Mean pooling of the rows (what StaticEmbedding
+does) is then a SIF-weighted average.
 
 Deterministic: the same packages give the same bytes (checked by sha256 in
 --check). Run with nice; it uses one core.
@@ -77,6 +85,8 @@ SOURCES = [
     ("dict-jargon", "public domain (The Jargon File 4.4.7)", ["/usr/share/dictd/jargon.dict.dz"]),
     ("dict-devil", "public domain (Ambrose Bierce, The Devil's Dictionary, 1911)", ["/usr/share/dictd/devil.dict.dz"]),
 ]
+
+CORPUS_FORMAT = 2  # one paragraph a line, an empty line after each file
 
 WORDNET_LINE = re.compile(r"^\d{8} ")
 
@@ -175,6 +185,7 @@ def build_corpus(path):
                     seen.add(h)
                     out.write(line + "\n")
                     words += line.count(" ") + 1
+                out.write("\n")  # an empty line ends each file (a document boundary)
             stats.append((pkg, lic, len(files), words))
             log(f"corpus: {pkg}: {len(files)} files, {words} words")
     return stats
@@ -189,8 +200,9 @@ def wordpiece(tokenizer, src, dst):
     return np.fromfile(dst, dtype=np.uint16)
 
 
-def cooccurrence(ids, vocab, window, uniform=False):
-    """Symmetric co-occurrence counts within lines, weighted 1/distance (or 1)."""
+def cooccurrence(ids, vocab, window):
+    """Directed co-occurrence counts within lines, weighted 1/distance: m[a, b]
+    counts b after a (a right context of a); m.T holds the left contexts."""
     sep = ids == 0xFFFF
     line = np.cumsum(sep)  # line number of each position
     tok = ids.astype(np.int64)
@@ -203,10 +215,34 @@ def cooccurrence(ids, vocab, window, uniform=False):
         a, b = a[ok], b[ok]
         for s in range(0, len(a), chunk):
             aa, bb = a[s:s + chunk], b[s:s + chunk]
-            w = np.full(len(aa), 1.0 if uniform else 1.0 / d)
-            c = sp.coo_matrix((w, (aa, bb)), shape=(vocab, vocab)).tocsr()
-            m = m + c + c.T
+            m = m + sp.coo_matrix((np.full(len(aa), 1.0 / d), (aa, bb)), shape=(vocab, vocab)).tocsr()
     return m
+
+
+def documents(ids, vocab, length):
+    """Token × document counts: a document is a run of consecutive paragraphs
+    of one file (an empty line ends a file), closed once it has `length`
+    tokens (the model's max_length: as much text as it embeds at once)."""
+    sep = np.flatnonzero(ids == 0xFFFF)
+    lens = np.diff(np.concatenate([[-1], sep])) - 1  # tokens of each line
+    doc = np.empty(len(sep), dtype=np.int64)
+    d = acc = 0
+    for i, n in enumerate(lens.tolist()):
+        if n == 0:  # end of a file
+            if acc:
+                d, acc = d + 1, 0
+            doc[i] = -1
+            continue
+        doc[i] = d
+        acc += n
+        if acc >= length:
+            d, acc = d + 1, 0
+    keep = ids != 0xFFFF
+    line = np.cumsum(~keep)[keep]  # line of each token
+    x = sp.coo_matrix((np.ones(int(keep.sum())), (ids[keep].astype(np.int64), doc[line])),
+                      shape=(vocab, d + (acc > 0))).tocsr()
+    x.sum_duplicates()
+    return x
 
 
 def ppmi(m, alpha, shift):
@@ -222,23 +258,13 @@ def ppmi(m, alpha, shift):
     return sp.csr_matrix((pmi[keep], (m.row[keep], m.col[keep])), shape=m.shape)
 
 
-def train(ids, vocab, args):
+def factor(p, counts, rare, args):
+    """Token vectors from a PPMI matrix: truncated SVD, singular values to a
+    power, mean and top principal components removed, rows normalised."""
     from sklearn.utils.extmath import randomized_svd
-    counts = np.bincount(ids[ids != 0xFFFF].astype(np.int64), minlength=vocab).astype(np.float64)
-    log(f"tokens: {int(counts.sum())}, distinct: {int((counts > 0).sum())}")
-    m = cooccurrence(ids, vocab, args.window)
-    log(f"co-occurrence: {m.nnz} pairs")
-    p = ppmi(m, args.alpha, args.shift)
-    del m
-    log(f"ppmi: {p.nnz} positive")
     u, s, _ = randomized_svd(p, args.dim, n_iter=args.svd_iter, random_state=args.seed)
-    log("svd done")
-    # Sign of each component fixed so the result does not depend on the solver's.
-    flip = np.sign(u[np.argmax(np.abs(u), axis=0), range(u.shape[1])])
-    vec = u * flip * (s ** args.power)
-    rare = counts < args.min_count
+    vec = u * (s ** args.power)
     vec[rare] = 0
-    # Remove the mean and the top principal components (common directions).
     mu = (vec * counts[:, None]).sum(0) / counts.sum()
     vec = vec - mu
     vec[rare] = 0
@@ -246,8 +272,49 @@ def train(ids, vocab, args):
         _, _, vt = np.linalg.svd(vec[~rare] * np.sqrt(counts[~rare, None] / counts.sum()), full_matrices=False)
         top = vt[:args.remove_pcs]
         vec = vec - (vec @ top.T) @ top
+    return unit_rows(vec)
+
+
+def unit_rows(vec):
     norms = np.linalg.norm(vec, axis=1, keepdims=True)
-    vec = np.divide(vec, norms, out=np.zeros_like(vec), where=norms > 0)
+    return np.divide(vec, norms, out=np.zeros_like(vec), where=norms > 0)
+
+
+def train(ids, vocab, args):
+    counts = np.bincount(ids[ids != 0xFFFF].astype(np.int64), minlength=vocab).astype(np.float64)
+    log(f"tokens: {int(counts.sum())}, distinct: {int((counts > 0).sum())}")
+    rare = counts < args.min_count
+    prob = counts / counts.sum()
+    weight = args.sif / (args.sif + prob)
+    # Two views of a token, each its own SVD: its neighbours in a window,
+    # left and right contexts apart (word order: what a token does), and the
+    # documents it occurs in (what it is about).
+    m = cooccurrence(ids, vocab, args.window)
+    log(f"co-occurrence: {m.nnz} pairs")
+    p = ppmi(sp.hstack([m, m.T.tocsr()]).tocsr(), args.alpha, args.shift)
+    del m
+    log(f"window ppmi: {p.nnz} positive")
+    local = factor(p, counts, rare, args)
+    del p
+    log("window svd done")
+    x = documents(ids, vocab, args.doc_length)
+    idf = np.log((x.shape[1] + 1) / (np.diff(x.indptr) + 1))  # documents over documents with the token
+    p = sp.diags(idf) @ ppmi(x, 1.0, 1.0)
+    del x
+    log(f"document ppmi: {p.shape[1]} documents, {p.nnz} positive")
+    topical = factor(p, counts, rare, args)
+    del p
+    log("document svd done")
+    # One space for both: the top right singular vectors of the two views side
+    # by side, each token's row weighted by how much it weighs in pooled text
+    # (sqrt(count) times its pooling weight).
+    both = np.hstack([topical, local])
+    _, _, vt = np.linalg.svd(both[~rare] * (np.sqrt(counts[~rare]) * weight[~rare])[:, None], full_matrices=False)
+    vec = both @ vt[:args.dim].T
+    # Each column's sign fixed (its largest entry positive), so the result
+    # depends on neither solver's choice of signs.
+    vec *= np.sign(vec[np.argmax(np.abs(vec), axis=0), range(args.dim)])
+    vec = unit_rows(vec)
     if args.lex_dim:
         # A lexical part: a random unit vector per token (every token, seen
         # or not), so that documents sharing rare tokens stay close as in
@@ -256,8 +323,6 @@ def train(ids, vocab, args):
         lex /= np.linalg.norm(lex, axis=1, keepdims=True)
         lex[counts < args.min_count] *= 1.0 if args.lex_all else 0.0
         vec = np.hstack([vec, args.lex_weight * lex])
-    prob = counts / counts.sum()
-    weight = args.sif / (args.sif + prob)
     return (vec * weight[:, None]).astype(np.float32), counts
 
 
@@ -295,7 +360,7 @@ def write_folder(out, tokenizer, table, stats, args, corpus_tokens):
                    "similarity_fn_name": "cosine"}, f, indent=2)
         f.write("\n")
     settings = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
-                        if k in ("dim", "window", "alpha", "shift", "power", "remove_pcs", "sif", "min_count",
+                        if k in ("dim", "window", "doc_length", "alpha", "shift", "power", "remove_pcs", "sif", "min_count",
                                  "svd_iter", "seed", "max_length", "lex_dim", "lex_weight", "lex_all"))
     lines = [
         "embedd-static-wordpiece: a static embedding model (one vector per WordPiece token, mean-pooled)",
@@ -361,6 +426,7 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, ".cache/static-train"))
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--window", type=int, default=5)
+    ap.add_argument("--doc-length", type=int, default=256)
     ap.add_argument("--alpha", type=float, default=0.75)
     ap.add_argument("--shift", type=float, default=1.0)
     ap.add_argument("--power", type=float, default=0.0)
@@ -391,8 +457,9 @@ def main():
     stats_path = corpus + ".json"
     stats = json.load(open(stats_path)) if os.path.exists(stats_path) else {}
     sources = json.loads(json.dumps(SOURCES))
-    if stats.get("sources") != sources:  # built from another list (or never)
-        stats = {"sources": sources, "stats": build_corpus(corpus)}
+    if not isinstance(stats, dict) or stats.get("sources") != sources or stats.get("format") != CORPUS_FORMAT:
+        # built from another list or in another layout (or never)
+        stats = {"sources": sources, "format": CORPUS_FORMAT, "stats": build_corpus(corpus)}
         json.dump(stats, open(stats_path, "w"))
     stats = stats["stats"]
     ids_path = os.path.join(args.work, "corpus.u16")
