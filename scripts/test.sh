@@ -31,5 +31,6 @@ echo "== the official OpenAI Node SDK against the server (scripts/openai_sdk_tes
 scripts/openai_sdk_test.sh
 echo "== go test -race (the packages whose own goroutines and locks matter most)"
 go test -count=1 -race ./models/tokenizer/ ./core/... ./batches/ ./server/ratelimit/ ./client/ ./index/... ./gpu/
-echo "== fuzz (tokenizer, 20s)"
-go test -run='^$' -fuzz=FuzzEncode -fuzztime=20s ./models/tokenizer/
+echo "== fuzz (tokenizer: Encode 15s, WordPiece 10s)"
+go test -run='^$' -fuzz='^FuzzEncode$' -fuzztime=15s ./models/tokenizer/
+go test -run='^$' -fuzz='^FuzzWordPiece$' -fuzztime=10s ./models/tokenizer/
