@@ -191,12 +191,16 @@ else
     fi
   fi
   log "training the static model into $static_dir (2 to 6 minutes)"
-  rm -rf "$static_dir"
-  if ! nice /usr/bin/python3 "$root/scripts/train_static.py" "$static_dir" --work "$cache/static-train" --check "$static_sha256"; then
-    [ -f "$static_dir/0_StaticEmbedding/model.safetensors" ] || exit 1
+  # Into a folder beside it, renamed over the old model only once complete:
+  # a failed or interrupted training leaves the model that was there.
+  rm -rf "$static_dir.new"
+  if ! nice /usr/bin/python3 "$root/scripts/train_static.py" "$static_dir.new" --work "$cache/static-train" --check "$static_sha256"; then
+    [ -f "$static_dir.new/0_StaticEmbedding/model.safetensors" ] || { rm -rf "$static_dir.new"; exit 1; }
     log "WARNING: the static model differs from the reference bytes (another system's numerics); keeping it"
   fi
-  echo "$static_stamp" > "$static_dir/.complete"
+  echo "$static_stamp" > "$static_dir.new/.complete"
+  rm -rf "$static_dir"
+  mv "$static_dir.new" "$static_dir"
 fi
 
 # 5. The binaries the README runs: a process of its own for SIGTERM to reach
