@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 )
 
 // manifest is a job directory's manifest.json.
@@ -74,12 +75,35 @@ func (a manifest) diff(b manifest) []string {
 	return d
 }
 
+// staleTemp is how long a temporary file in a job directory goes
+// unmodified before a job starting there removes it. A process killed
+// while writing a part or a checkpoint leaves its temporary file behind
+// (a checkpoint's is about 70 MB at 1M rows); a live writer finishes its
+// file within seconds, and another process may be running the same shard,
+// so only old ones go (an hour allows for clocks that differ between the
+// machines sharing a volume).
+const staleTemp = time.Hour
+
+// removeStaleTemps removes the stale temporary files of createAtomic in
+// dirs.
+func removeStaleTemps(dirs ...string) {
+	for _, d := range dirs {
+		names, _ := filepath.Glob(filepath.Join(d, ".*.tmp*"))
+		for _, n := range names {
+			if st, err := os.Stat(n); err == nil && time.Since(st.ModTime()) > staleTemp {
+				os.Remove(n)
+			}
+		}
+	}
+}
+
 // prepareDir creates dir with the job's manifest, or checks that the one
-// there is the same job's.
+// there is the same job's, and removes what killed runs left half-written.
 func prepareDir(dir string, m manifest) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("embedd/jobs: job directory: %w", err)
 	}
+	removeStaleTemps(dir, filepath.Join(dir, "pairs"))
 	path := filepath.Join(dir, "manifest.json")
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {

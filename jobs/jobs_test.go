@@ -433,3 +433,32 @@ func TestPartialWritesTheDoneParts(t *testing.T) {
 		t.Fatal("the partial output is not the first records of the uninterrupted run's")
 	}
 }
+
+// TestStaleTempsRemoved: a job starting in its directory removes the
+// temporary files killed runs left there an hour ago or more, and keeps
+// newer ones (another process may be writing them).
+func TestStaleTempsRemoved(t *testing.T) {
+	in := writeInput(t, 50)
+	jd := filepath.Join(t.TempDir(), "job")
+	if err := os.MkdirAll(filepath.Join(jd, "pairs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old, fresh := filepath.Join(jd, ".part-000003-n10.bin.tmp123"), filepath.Join(jd, ".part-000004-n10.bin.tmp456")
+	oldHeaps := filepath.Join(jd, "pairs", ".heaps.bin.tmp789")
+	for _, p := range []string{old, fresh, oldHeaps} {
+		if err := os.WriteFile(p, []byte("half"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(old, long, long)
+	os.Chtimes(oldHeaps, long, long)
+	if _, err := Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in}, Stage: fakeStage(0, nil), Output: Output{Path: filepath.Join(jd, "out.jsonl")}, Dir: jd}); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{old: false, oldHeaps: false, fresh: true} {
+		if _, err := os.Stat(p); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(p), err == nil, want)
+		}
+	}
+}
