@@ -75,8 +75,9 @@ func BenchmarkEmbedJob(b *testing.B) {
 		return nil
 	}
 	// model is the model's own best on every core: each goroutine
-	// tokenizes its share and runs it in batches (what a job cannot beat
-	// when tokenizing costs as much as the model, as for a static one).
+	// tokenizes its share, runs it in batches and finishes each vector
+	// (what a job cannot beat when tokenizing costs as much as the model,
+	// as for a static one).
 	model := func() error {
 		workers := runtime.GOMAXPROCS(0)
 		errs := make([]error, workers)
@@ -97,6 +98,9 @@ func BenchmarkEmbedJob(b *testing.B) {
 					if err := m.Forward(ids, out[:len(ids)]); err != nil {
 						errs[w] = err
 						return
+					}
+					for _, v := range out[:len(ids)] {
+						m.Finish(v, models.Options{})
 					}
 				}
 			})
