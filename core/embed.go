@@ -69,9 +69,9 @@ func (c *Core) Embed(ctx context.Context, model string, texts []string, o models
 		// Bulk work (a batch job's millions of distinct texts) would only
 		// evict what interactive callers repeat: it reads the cache, never
 		// fills it.
-		bulk := batch.IsBulk(ctx)
+		fill := !batch.IsBulk(ctx) && c.cache.Enabled()
 		for j, i := range misses {
-			if !bulk {
+			if fill {
 				c.cache.Put(cache.Key(id, 0, 0, texts[i]), vecs[j])
 			}
 			out[i] = vecs[j]
@@ -138,6 +138,13 @@ func (c *Core) tokenize(ctx context.Context, p *pipeline, texts []string, t mode
 func (c *Core) cached(ctx context.Context, model string, texts []string, out [][]float32) (misses []int) {
 	_, span := c.startSpan(ctx, "cache")
 	defer span.End()
+	if !c.cache.Enabled() {
+		misses = make([]int, len(texts))
+		for i := range misses {
+			misses[i] = i
+		}
+		return misses
+	}
 	for i, t := range texts {
 		if v, ok := c.cache.Get(cache.Key(model, 0, 0, t)); ok {
 			out[i] = v

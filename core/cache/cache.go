@@ -97,6 +97,10 @@ func New(maxBytes int64) *Cache {
 	return newSharded(maxBytes, n)
 }
 
+// Enabled reports whether the cache holds anything at all: callers skip
+// computing keys (two hashes of each text) for a disabled one.
+func (c *Cache) Enabled() bool { return c != nil && c.shards != nil }
+
 // newSharded returns a cache of n shards (a power of two) sharing maxBytes.
 func newSharded(maxBytes int64, n int) *Cache {
 	c := &Cache{shards: make([]shard, n), shift: uint(64 - bits.TrailingZeros(uint(n)))}

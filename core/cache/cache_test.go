@@ -407,3 +407,17 @@ func BenchmarkParallel(b *testing.B) {
 		}
 	}
 }
+
+// TestEnabled: a cache of no bytes (or none at all) is disabled, so callers
+// can skip its keys; one with room is enabled.
+func TestEnabled(t *testing.T) {
+	var none *Cache
+	for _, c := range []struct {
+		c    *Cache
+		want bool
+	}{{none, false}, {New(0), false}, {New(-1), false}, {New(1 << 20), true}} {
+		if got := c.c.Enabled(); got != c.want {
+			t.Errorf("Enabled() = %v, want %v", got, c.want)
+		}
+	}
+}
