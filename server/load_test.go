@@ -54,6 +54,16 @@ func BenchmarkServerLoad(b *testing.B) {
 // unaryLoad has c clients send b.N one-text Embed calls between them and
 // reports texts/s and the p50 and p99 latency.
 func unaryLoad(b *testing.B, ts *testServer, texts []string, c int) {
+	runLoad(b, c, func(i int) error {
+		_, err := ts.embed.Embed(context.Background(), &embeddv1.EmbedRequest{Texts: []string{texts[i%len(texts)]}})
+		return err
+	})
+}
+
+// runLoad makes b.N calls call(0), …, call(b.N-1) from c goroutines and
+// reports texts/s (a call is one text) and the p50 and p99 latency; the
+// first error fails the benchmark.
+func runLoad(b *testing.B, c int, call func(i int) error) {
 	var next atomic.Int64
 	lat := make([]time.Duration, b.N)
 	var wg sync.WaitGroup
@@ -67,7 +77,7 @@ func unaryLoad(b *testing.B, ts *testServer, texts []string, c int) {
 					return
 				}
 				t0 := time.Now()
-				_, err := ts.embed.Embed(context.Background(), &embeddv1.EmbedRequest{Texts: []string{texts[i%len(texts)]}})
+				err := call(i)
 				lat[i] = time.Since(t0)
 				if err != nil {
 					errs <- err

@@ -7,10 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/embedd/embedd/core"
 	"github.com/embedd/embedd/models"
@@ -51,7 +48,8 @@ func BenchmarkServerLoadStatic(b *testing.B) {
 }
 
 // httpLoad has c clients send b.N one-text POST /v1/embeddings calls
-// between them, over kept-alive connections, and reports texts/s.
+// between them, over kept-alive connections, and reports texts/s and the
+// p50 and p99 latency.
 func httpLoad(b *testing.B, ts *testServer, texts []string, c int) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}}
 	defer client.CloseIdleConnections()
@@ -59,37 +57,16 @@ func httpLoad(b *testing.B, ts *testServer, texts []string, c int) {
 	for i, t := range texts {
 		bodies[i], _ = json.Marshal(map[string]string{"input": t, "model": "a"})
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, c)
-	start := time.Now()
-	for range c {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= b.N {
-					return
-				}
-				resp, err := client.Post(ts.httpBase+"/v1/embeddings", "application/json", bytes.NewReader(bodies[i%len(bodies)]))
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("status %d", resp.StatusCode)
-					}
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "texts/s")
+	runLoad(b, c, func(i int) error {
+		resp, err := client.Post(ts.httpBase+"/v1/embeddings", "application/json", bytes.NewReader(bodies[i%len(bodies)]))
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return err
+	})
 }
