@@ -50,28 +50,13 @@ func TestAddRows(t *testing.T) { eachRowKernel(t, testAddRows) }
 
 func testAddRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	dims, lists := rowsCases()
-	for _, d := range dims {
+	checkRowSums(t, "AddRows", func(d int) []float32 {
 		table := make([]float32, 8*d)
 		for i := range table {
 			table[i] = float32(rng.NormFloat64()) * float32(math.Pow(10, float64(rng.IntN(9)-4)))
 		}
-		for _, rows := range lists {
-			dst := make([]float32, d)
-			for i := range dst {
-				dst[i] = float32(i%5) - 2.5
-			}
-			want, port := slices.Clone(dst), slices.Clone(dst)
-			for _, r := range rows {
-				Add(want, table[int(r)*d:])
-			}
-			addRowsGo(port, table, rows)
-			AddRows(dst, table, rows)
-			if !slices.Equal(dst, want) || !slices.Equal(port, want) {
-				t.Fatalf("dim %d, rows %v: AddRows = %v, portable %v, want %v", d, rows, dst, port, want)
-			}
-		}
-	}
+		return table
+	}, Add, addRowsGo, AddRows)
 }
 
 // TestAddHalfRows is TestAddRows for a table of halves.
@@ -79,8 +64,7 @@ func TestAddHalfRows(t *testing.T) { eachRowKernel(t, testAddHalfRows) }
 
 func testAddHalfRows(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	dims, lists := rowsCases()
-	for _, d := range dims {
+	checkRowSums(t, "AddHalfRows", func(d int) []uint16 {
 		table := make([]uint16, 8*d)
 		for i := range table {
 			h := uint16(rng.Uint32())
@@ -89,19 +73,31 @@ func testAddHalfRows(t *testing.T) {
 			}
 			table[i] = h
 		}
+		return table
+	}, AddHalf, addHalfRowsGo, AddHalfRows)
+}
+
+// checkRowSums checks, for every case of rowsCases over a table of 8 rows
+// that table(d) makes, that the kernel (fast) and the portable loop (port)
+// sum the rows into dst bit for bit as one add per row does.
+func checkRowSums[T float32 | uint16](t *testing.T, name string, table func(d int) []T, add func(dst []float32, row []T), port, fast func(dst []float32, table []T, rows []int32)) {
+	t.Helper()
+	dims, lists := rowsCases()
+	for _, d := range dims {
+		tab := table(d)
 		for _, rows := range lists {
 			dst := make([]float32, d)
 			for i := range dst {
 				dst[i] = float32(i%5) - 2.5
 			}
-			want, port := slices.Clone(dst), slices.Clone(dst)
+			want, portable := slices.Clone(dst), slices.Clone(dst)
 			for _, r := range rows {
-				AddHalf(want, table[int(r)*d:])
+				add(want, tab[int(r)*d:])
 			}
-			addHalfRowsGo(port, table, rows)
-			AddHalfRows(dst, table, rows)
-			if !slices.Equal(dst, want) || !slices.Equal(port, want) {
-				t.Fatalf("dim %d, rows %v: AddHalfRows = %v, portable %v, want %v", d, rows, dst, port, want)
+			port(portable, tab, rows)
+			fast(dst, tab, rows)
+			if !slices.Equal(dst, want) || !slices.Equal(portable, want) {
+				t.Fatalf("dim %d, rows %v: %s = %v, portable %v, want %v", d, rows, name, dst, portable, want)
 			}
 		}
 	}
