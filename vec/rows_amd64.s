@@ -35,6 +35,28 @@
 	PREFETCHNTA 640(R11); \
 	PREFETCHNTA 704(R11)
 
+// ZEROUPPER512 ends an AVX-512 kernel: VZEROUPPER leaves Z16-Z31 as they
+// are, so they are cleared too, and no AVX-512 state stays in use once the
+// kernel returns.
+#define ZEROUPPER512 \
+	VPXORQ Z16, Z16, Z16; \
+	VPXORQ Z17, Z17, Z17; \
+	VPXORQ Z18, Z18, Z18; \
+	VPXORQ Z19, Z19, Z19; \
+	VPXORQ Z20, Z20, Z20; \
+	VPXORQ Z21, Z21, Z21; \
+	VPXORQ Z22, Z22, Z22; \
+	VPXORQ Z23, Z23, Z23; \
+	VPXORQ Z24, Z24, Z24; \
+	VPXORQ Z25, Z25, Z25; \
+	VPXORQ Z26, Z26, Z26; \
+	VPXORQ Z27, Z27, Z27; \
+	VPXORQ Z28, Z28, Z28; \
+	VPXORQ Z29, Z29, Z29; \
+	VPXORQ Z30, Z30, Z30; \
+	VPXORQ Z31, Z31, Z31; \
+	VZEROUPPER
+
 // LOADY8 and STOREY8 move 64 columns of dst (at DI) to and from Y0-Y7;
 // LOADZ24 and STOREZ24 move 384 to and from Z0-Z23.
 #define LOADY8 \
@@ -416,25 +438,7 @@ zfrows1:
 	JMP     zfcols1
 
 zfdone:
-	// VZEROUPPER leaves Z16-Z31 as they are: clear them too, so no
-	// AVX-512 state stays in use once the kernel returns.
-	VPXORQ Z16, Z16, Z16
-	VPXORQ Z17, Z17, Z17
-	VPXORQ Z18, Z18, Z18
-	VPXORQ Z19, Z19, Z19
-	VPXORQ Z20, Z20, Z20
-	VPXORQ Z21, Z21, Z21
-	VPXORQ Z22, Z22, Z22
-	VPXORQ Z23, Z23, Z23
-	VPXORQ Z24, Z24, Z24
-	VPXORQ Z25, Z25, Z25
-	VPXORQ Z26, Z26, Z26
-	VPXORQ Z27, Z27, Z27
-	VPXORQ Z28, Z28, Z28
-	VPXORQ Z29, Z29, Z29
-	VPXORQ Z30, Z30, Z30
-	VPXORQ Z31, Z31, Z31
-	VZEROUPPER
+	ZEROUPPER512
 	RET
 
 // func addHalfRowsAVX512(dst *float32, table *uint16, rows *int32, nrows, dim int)
@@ -594,23 +598,5 @@ zhrows1:
 	JMP     zhcols1
 
 zhdone:
-	// VZEROUPPER leaves Z16-Z31 as they are: clear them too, so no
-	// AVX-512 state stays in use once the kernel returns.
-	VPXORQ Z16, Z16, Z16
-	VPXORQ Z17, Z17, Z17
-	VPXORQ Z18, Z18, Z18
-	VPXORQ Z19, Z19, Z19
-	VPXORQ Z20, Z20, Z20
-	VPXORQ Z21, Z21, Z21
-	VPXORQ Z22, Z22, Z22
-	VPXORQ Z23, Z23, Z23
-	VPXORQ Z24, Z24, Z24
-	VPXORQ Z25, Z25, Z25
-	VPXORQ Z26, Z26, Z26
-	VPXORQ Z27, Z27, Z27
-	VPXORQ Z28, Z28, Z28
-	VPXORQ Z29, Z29, Z29
-	VPXORQ Z30, Z30, Z30
-	VPXORQ Z31, Z31, Z31
-	VZEROUPPER
+	ZEROUPPER512
 	RET
