@@ -422,7 +422,13 @@ func checkUnit(m flat.Matrix) error {
 // time), so the heaps of all rows are held to the end, checkpointed to
 // pairs/heaps.bin and resumed from there; a shard leaves its share there.
 func (p *PairsJob) selfTopK(ctx context.Context, dir string, a *vectors, tot *PairsTotals) error {
-	o := flat.JoinOptions{Metric: p.Metric, K: p.K, Workers: p.Workers, BlockRows: p.BlockRows, CheckpointEvery: p.CheckpointEvery}
+	// The join's state always goes to heaps.bin, and the output is read
+	// back from there a row at a time: no copy of every row's hits is
+	// made. Without a job directory only the final state is written.
+	o := flat.JoinOptions{Metric: p.Metric, K: p.K, Workers: p.Workers, BlockRows: p.BlockRows, CheckpointEvery: p.CheckpointEvery, NoHits: true}
+	if p.Dir == "" {
+		o.CheckpointEvery = math.MaxInt64
+	}
 	nblocks := o.Blocks(a.rows, a.m.Dim)
 	state := filepath.Join(dir, "pairs", "heaps.bin")
 	if err := os.MkdirAll(filepath.Dir(state), 0o755); err != nil {
@@ -432,37 +438,45 @@ func (p *PairsJob) selfTopK(ctx context.Context, dir string, a *vectors, tot *Pa
 	if o.Resume, err = readHeaps(state, nblocks, a.rows, p.K); err != nil {
 		return err
 	}
-	if p.Dir != "" {
-		o.Checkpoint = func(st *flat.JoinState) error {
-			tot.Checkpoints++
-			return writeHeaps(state, st, a.rows, p.K)
-		}
+	o.Checkpoint = func(st *flat.JoinState) error {
+		tot.Checkpoints++
+		return writeHeaps(state, st, a.rows, p.K)
 	}
 	p.shardBlocks(&o, nblocks)
 	o.Done = p.blockDone
 	stop := p.reportJoin(&o, a.rows, a.m.Dim, func(b int) bool { return o.Resume != nil && o.Resume.Done[b] }, tot)
-	hits, err := flat.SelfJoin(ctx, a.m, o)
+	_, err = flat.SelfJoin(ctx, a.m, o)
 	stop()
 	if err != nil {
 		return fmt.Errorf("embedd/jobs: pairs: %w", err)
 	}
-	if _, err := os.Stat(state); p.Dir != "" && errors.Is(err, os.ErrNotExist) {
+	if p.Dir == "" {
+		tot.Checkpoints = 0 // the one state written is how the output is read, not a checkpoint
+	}
+	st, err := readHeaps(state, nblocks, a.rows, p.K)
+	if err != nil {
+		return err
+	}
+	if st == nil {
 		// No block was scored (a shard without blocks), so no checkpoint
 		// was taken: Merge still finds the (empty) share.
-		if err := writeHeaps(state, flat.StateOf(make([]bool, nblocks), hits), a.rows, p.K); err != nil {
+		st = flat.StateOf(make([]bool, nblocks), nil)
+		if err := writeHeaps(state, st, a.rows, p.K); err != nil {
 			return err
 		}
 	}
 	if p.Shard.Count == 1 {
-		if err := p.writeNeighbors(hits, a.ids, a.ids, tot); err != nil {
+		if err := p.writeNeighbors(st.Rows, a.rows, a.ids, a.ids, tot); err != nil {
 			return err
 		}
 	}
 	return p.shardDone(nblocks, tot)
 }
 
-// writeNeighbors writes each row's hits as {"id","neighbors"} lines.
-func (p *PairsJob) writeNeighbors(hits [][]flat.Hit, ids, partners idList, tot *PairsTotals) error {
+// writeNeighbors writes each of the rows rows with its hits as
+// {"id","neighbors"} lines, best first (rows streams them, ascending; a
+// row it leaves out has none).
+func (p *PairsJob) writeNeighbors(rows func(func(int, []flat.Hit) error) error, n int, ids, partners idList, tot *PairsTotals) error {
 	out := p.Output
 	out.Format, out.ErrorsPath = OutputNeighbors, ""
 	s, err := out.open()
@@ -470,18 +484,35 @@ func (p *PairsJob) writeNeighbors(hits [][]flat.Hit, ids, partners idList, tot *
 		return err
 	}
 	var r Result
-	for i, hs := range hits {
-		r.ID, r.Neighbors = ids.get(i), r.Neighbors[:0]
-		for _, h := range hs {
+	next := 0
+	write := func(row int, hs []flat.Hit) error {
+		r.ID, r.Neighbors = ids.get(row), r.Neighbors[:0]
+		for _, h := range flat.MergeHits(nil, hs, p.K) { // best first
 			r.Neighbors = append(r.Neighbors, Neighbor{ID: partners.get(h.Row), Score: h.Score})
 		}
 		if err := s.write(&r); err != nil {
-			s.abort()
 			return fmt.Errorf("embedd/jobs: writing output: %w", err)
 		}
 		tot.Pairs += int64(len(hs))
+		return nil
 	}
-	tot.Written = int64(len(hits))
+	err = rows(func(row int, hs []flat.Hit) error {
+		for ; next < row; next++ {
+			if err := write(next, nil); err != nil {
+				return err
+			}
+		}
+		next = row + 1
+		return write(row, hs)
+	})
+	for ; err == nil && next < n; next++ {
+		err = write(next, nil)
+	}
+	if err != nil {
+		s.abort()
+		return err
+	}
+	tot.Written = int64(n)
 	return s.commit()
 }
 
@@ -752,7 +783,7 @@ func mergePairs(dirs []string, m manifest, done doneFile, out Output) (Totals, e
 				return tot.Totals, err
 			}
 		}
-		err = p.writeNeighbors(hits, ids, partners, &tot)
+		err = p.writeNeighbors(flat.StateOf(nil, hits).Rows, done.RowsA, ids, partners, &tot)
 		return tot.Totals, err
 	}
 	haves := make([]map[int]int, n)

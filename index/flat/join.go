@@ -66,6 +66,9 @@ type JoinOptions struct {
 	// times as long as the previous checkpoint took, so that checkpoints
 	// take at most about 5% of the join.
 	CheckpointEvery time.Duration
+	// NoHits, with Checkpoint, returns no hits: the caller reads the
+	// final checkpoint instead, and no copy of every row's hits is made.
+	NoHits bool
 	// BlockRows is the rows of the first matrix one worker takes at a
 	// time, rounded up to a multiple of 4; 0 picks about 512 KiB of rows.
 	BlockRows int
@@ -198,6 +201,8 @@ func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, 
 		return nil, fmt.Errorf("embedd/index/flat: join: Rows needs K and a join of two matrices")
 	case (o.Resume != nil || o.Checkpoint != nil) && (o.K == 0 || o.Rows != nil):
 		return nil, fmt.Errorf("embedd/index/flat: join: Resume and Checkpoint need K's heaps (a SelfJoin with K)")
+	case o.NoHits && o.Checkpoint == nil:
+		return nil, fmt.Errorf("embedd/index/flat: join: NoHits needs a Checkpoint (the hits would be lost)")
 	case o.Workers < 0:
 		return nil, fmt.Errorf("embedd/index/flat: %d workers", o.Workers)
 	}
@@ -247,7 +252,7 @@ func join(ctx context.Context, a, b Matrix, self bool, o JoinOptions) ([][]Hit, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if j.heaps == nil {
+	if j.heaps == nil || o.NoHits {
 		return nil, nil
 	}
 	res := make([][]Hit, j.na)

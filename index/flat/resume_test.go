@@ -153,7 +153,20 @@ func TestResumeRefusesAnotherJoin(t *testing.T) {
 			t.Errorf("%s: err %v, want one naming %q", tc.name, err, tc.want)
 		}
 	}
-	o.Resume = nil
+	o.Resume, o.NoHits = nil, true
+	if _, err := SelfJoin(context.Background(), m, o); err == nil || !strings.Contains(err.Error(), "NoHits needs a Checkpoint") {
+		t.Errorf("NoHits without a Checkpoint: %v", err)
+	}
+	var final held
+	o.Checkpoint = func(st *JoinState) error { final = hold(st, 40); return nil }
+	want, err := SelfJoin(context.Background(), m, JoinOptions{Metric: Dot, K: 2, BlockRows: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := SelfJoin(context.Background(), m, o); err != nil || got != nil || !reflect.DeepEqual(sortAll(final.hits), want) {
+		t.Errorf("NoHits: hits %v, err %v; the final checkpoint should hold the answer", got, err)
+	}
+	o.NoHits = false
 	o.K, o.Pairs, o.Checkpoint = 0, func(int, []Pair, bool) error { return nil }, func(*JoinState) error { return nil }
 	if _, err := SelfJoin(context.Background(), m, o); err == nil {
 		t.Error("Checkpoint without K's heaps was accepted")
