@@ -1,10 +1,12 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math"
 	"os"
 	"path/filepath"
@@ -762,7 +764,7 @@ func mergePairs(dirs []string, m manifest, done doneFile, out Output) (Totals, e
 	}
 	nblocks, n := done.Parts, len(dirs)
 	if k > 0 && !against {
-		hits := make([][]flat.Hit, done.RowsA)
+		states := make([]*flat.JoinState, n)
 		for i, dir := range dirs {
 			st, err := readHeaps(filepath.Join(dir, "pairs", "heaps.bin"), nblocks, done.RowsA, k)
 			if err == nil && st == nil {
@@ -773,17 +775,12 @@ func mergePairs(dirs []string, m manifest, done doneFile, out Output) (Totals, e
 					err = fmt.Errorf("%w: %s has not done block %d", ErrIncomplete, dir, b)
 				}
 			}
-			if err == nil {
-				err = st.Rows(func(r int, hs []flat.Hit) error {
-					hits[r] = flat.MergeHits(hits[r], hs, k)
-					return nil
-				})
-			}
 			if err != nil {
 				return tot.Totals, err
 			}
+			states[i] = st
 		}
-		err = p.writeNeighbors(flat.StateOf(nil, hits).Rows, done.RowsA, ids, partners, &tot)
+		err = p.writeNeighbors(mergedRows(states, k), done.RowsA, ids, partners, &tot)
 		return tot.Totals, err
 	}
 	haves := make([]map[int]int, n)
@@ -799,6 +796,54 @@ func mergePairs(dirs []string, m manifest, done doneFile, out Output) (Totals, e
 	err = p.writeBlocks(nblocks, parts, done.RowsA, ids, partners, &tot)
 	return tot.Totals, err
 }
+
+// mergedRows streams each row's best of the shards' states, reading them
+// side by side a row at a time (every state has every row, in order), so
+// that a merge holds no copy of every row's hits.
+func mergedRows(states []*flat.JoinState, k int) func(func(int, []flat.Hit) error) error {
+	return func(fn func(int, []flat.Hit) error) error {
+		type shard struct {
+			next func() (int, []flat.Hit, bool)
+			err  error
+		}
+		shards := make([]*shard, len(states))
+		for i, st := range states {
+			sh := &shard{}
+			next, stop := iter.Pull2(func(yield func(int, []flat.Hit) bool) {
+				sh.err = st.Rows(func(r int, hs []flat.Hit) error {
+					if !yield(r, hs) {
+						return errStopped
+					}
+					return nil
+				})
+			})
+			defer stop()
+			sh.next, shards[i] = next, sh
+		}
+		var merged []flat.Hit
+		for r := 0; ; r++ {
+			merged = nil
+			for i, sh := range shards {
+				row, hs, ok := sh.next()
+				switch {
+				case !ok && i == 0 && sh.err == nil:
+					return nil // every row done (the others are checked to end too)
+				case !ok:
+					return cmp.Or(sh.err, fmt.Errorf("embedd/jobs: merge: shard %d's heaps end before row %d", i, r))
+				case row != r:
+					return fmt.Errorf("embedd/jobs: merge: shard %d's heaps have row %d where row %d belongs", i, row, r)
+				}
+				merged = flat.MergeHits(merged, hs, k)
+			}
+			if err := fn(r, merged); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// errStopped ends a state's Rows that a merge stopped reading.
+var errStopped = errors.New("embedd/jobs: stopped")
 
 // shardIDs are a pairs shard's ids of set name: an .npy input's ids file
 // (none: row numbers), else the ids its conversion wrote in dir.
