@@ -280,10 +280,18 @@ func TestBatchCancel(t *testing.T) {
 	if n := len(lines); n == 0 || n >= 3000 || float64(n) != counts["completed"].(float64) || counts["total"].(float64) != 3000 {
 		t.Fatalf("%d output lines of a cancelled batch, request counts %v", len(lines), counts)
 	}
+	// The complete parts, in input order (parts run four at a time, so a
+	// later one may be done where an earlier one is not).
+	last := -1
 	for i, l := range lines {
 		var o outputLine
-		if err := json.Unmarshal([]byte(l), &o); err != nil || o.CustomID != fmt.Sprint("r", i) || o.Response.StatusCode != 200 {
-			t.Fatalf("output line %d: %v %s", i, err, l)
+		var n int
+		if err := json.Unmarshal([]byte(l), &o); err != nil || o.Response.StatusCode != 200 || len(o.Response.Body.Data) != 1 {
+			t.Fatalf("output line %d: %v %.200s", i, err, l)
 		}
+		if _, err := fmt.Sscanf(o.CustomID, "r%d", &n); err != nil || n <= last || n >= 3000 {
+			t.Fatalf("output line %d is request %q, after r%d", i, o.CustomID, last)
+		}
+		last = n
 	}
 }
