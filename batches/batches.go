@@ -14,8 +14,9 @@
 // the file store, then "completed". Cancel makes it "cancelling", then
 // "cancelled"; a batch that outlives its 24h window ends "expired". As
 // OpenAI's, a batch stopped while it ran keeps what it had done: its output
-// and error files hold the requests of the job's complete parts, in input order (those
-// in flight, up to 256 requests each, are lost), and its request counts count those.
+// and error files hold the requests of the job's complete parts, in input
+// order (the parts in flight, up to 256 requests each, are lost), and its
+// request counts count those.
 //
 // Durability: state.json (the batch object, its owner and its reserved
 // output ids) is replaced atomically at every change of status and every
