@@ -441,7 +441,9 @@ func (p *PairsJob) selfTopK(ctx context.Context, dir string, a *vectors, tot *Pa
 		return err
 	}
 	o.Checkpoint = func(st *flat.JoinState) error {
-		tot.Checkpoints++
+		if p.Dir != "" { // else the one state written is how the output is read
+			tot.Checkpoints++
+		}
 		return writeHeaps(state, st, a.rows, p.K)
 	}
 	p.shardBlocks(&o, nblocks)
@@ -451,9 +453,6 @@ func (p *PairsJob) selfTopK(ctx context.Context, dir string, a *vectors, tot *Pa
 	stop()
 	if err != nil {
 		return fmt.Errorf("embedd/jobs: pairs: %w", err)
-	}
-	if p.Dir == "" {
-		tot.Checkpoints = 0 // the one state written is how the output is read, not a checkpoint
 	}
 	st, err := readHeaps(state, nblocks, a.rows, p.K)
 	if err != nil {

@@ -317,10 +317,8 @@ func (j *joiner) run() {
 		if blk >= nblocks || j.failed.Load() {
 			return
 		}
-		select {
-		case <-j.done:
+		if ctxDone(j.done) {
 			return
-		default:
 		}
 		if j.blocksDone[blk] || j.o.SkipBlock != nil && j.o.SkipBlock(blk) {
 			continue // blocksDone[blk] set before the workers started: a resumed block
@@ -347,6 +345,8 @@ func (j *joiner) run() {
 	}
 }
 
+// ctxDone reports whether done (a context's Done channel, nil for none) is
+// closed.
 func ctxDone(done <-chan struct{}) bool {
 	select {
 	case <-done:
@@ -485,12 +485,8 @@ func (j *joiner) block(st *blockState, blk int) error {
 		b0 = a0
 	}
 	for s0 := b0; s0 < j.nb; s0 += rb {
-		if s0 != b0 && (s0-b0)%(64*rb) == 0 {
-			select {
-			case <-j.done:
-				return nil
-			default:
-			}
+		if s0 != b0 && (s0-b0)%(64*rb) == 0 && ctxDone(j.done) {
+			return nil
 		}
 		s1 := min(s0+rb, j.nb)
 		n := s1 - s0
