@@ -10,8 +10,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"strconv"
 	"unicode/utf8"
+
+	"github.com/embedd/embedd/ftoa"
 )
 
 // Import batching and line limits.
@@ -163,14 +164,8 @@ func (c *Collection) ExportJSONL(ctx context.Context, w io.Writer) (int, error) 
 		}
 		line = append(line[:0], `{"id":`...)
 		line = appendJSONString(line, s.ID(row))
-		line = append(line, `,"vector":[`...)
-		for j, x := range s.Row(row) {
-			if j > 0 {
-				line = append(line, ',')
-			}
-			line = strconv.AppendFloat(line, float64(x), 'g', -1, 32)
-		}
-		line = append(line, ']')
+		line = append(line, `,"vector":`...)
+		line = ftoa.AppendArray(line, s.Row(row))
 		if meta, isJSON := s.Metadata(row); isJSON {
 			line = append(line, `,"metadata":`...)
 			line = append(line, meta...)

@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/embedd/embedd/ftoa"
 	"github.com/embedd/embedd/index"
+	"github.com/embedd/embedd/openai"
 )
 
 // OutputFormat is how results are written.
@@ -139,6 +141,49 @@ func (s *sink) write(r *Result) error {
 	if r.Err == "" {
 		return s.out.write(r)
 	}
+	return s.writeErr(r)
+}
+
+// lines is a writer whose output can be made apart from writing it, so
+// that the workers make it in parallel and the one goroutine that writes
+// in order only writes.
+type lines interface {
+	writer
+	appendLines(b []byte, r *Result) []byte
+	writeLines(b []byte) error
+}
+
+// encode returns the output of res's successful results, or false when
+// the sink's writer cannot make it ahead (it is not JSON lines).
+func (s *sink) encode(res []Result) ([]byte, bool) {
+	lw, ok := s.out.(lines)
+	if !ok {
+		return nil, false
+	}
+	var b []byte
+	for i := range res {
+		if res[i].Err == "" {
+			b = lw.appendLines(b, &res[i])
+		}
+	}
+	return b, true
+}
+
+// writeEncoded writes res, whose successful results encode made into
+// out: out to the output, the failures to the error file.
+func (s *sink) writeEncoded(res []Result, out []byte) error {
+	for i := range res {
+		if res[i].Err != "" {
+			if err := s.writeErr(&res[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return s.out.(lines).writeLines(out)
+}
+
+// writeErr writes failed r to the error file, if there is one.
+func (s *sink) writeErr(r *Result) error {
 	if s.errs == nil {
 		return nil
 	}
@@ -233,7 +278,17 @@ func newLineWriter(path string, stdout io.Writer, format OutputFormat) (*lineWri
 }
 
 func (w *lineWriter) write(r *Result) error {
-	b := w.line[:0]
+	w.line = w.appendLines(w.line[:0], r)
+	return w.writeLines(w.line)
+}
+
+func (w *lineWriter) writeLines(b []byte) error {
+	_, err := w.w.Write(b)
+	return err
+}
+
+// appendLines appends r's output lines to b.
+func (w *lineWriter) appendLines(b []byte, r *Result) []byte {
 	switch w.format {
 	case OutputNeighbors:
 		b = append(b, `{"id":`...)
@@ -246,7 +301,7 @@ func (w *lineWriter) write(r *Result) error {
 			b = append(b, `{"id":`...)
 			b = appendJSONString(b, n.ID)
 			b = append(b, `,"score":`...)
-			b = appendFloat(b, n.Score)
+			b = ftoa.Append(b, n.Score)
 			b = append(b, '}')
 		}
 		b = append(b, "]}\n"...)
@@ -259,7 +314,7 @@ func (w *lineWriter) write(r *Result) error {
 			b = append(b, `,"b":`...)
 			b = appendJSONString(b, n.ID)
 			b = append(b, `,"score":`...)
-			b = appendFloat(b, n.Score)
+			b = ftoa.Append(b, n.Score)
 			b = append(b, "}\n"...)
 		}
 	case OutputGroups:
@@ -278,13 +333,11 @@ func (w *lineWriter) write(r *Result) error {
 			b = append(b, `{"id":`...)
 			b = appendJSONString(b, r.ID)
 			b = append(b, `,"embedding":`...)
-			b = appendFloats(b, v)
+			b = ftoa.AppendArray(b, v)
 			b = append(b, "}\n"...)
 		}
 	}
-	w.line = b
-	_, err := w.w.Write(b)
-	return err
+	return b
 }
 
 func (w *lineWriter) commit() error {
@@ -305,45 +358,12 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, q...)
 }
 
-// appendFloat writes x in the shortest form that reads back as the same
-// float32.
-func appendFloat(b []byte, x float32) []byte {
-	return strconv.AppendFloat(b, float64(x), 'g', -1, 32)
-}
-
-func appendFloats(b []byte, v []float32) []byte {
-	b = append(b, '[')
-	for i, x := range v {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendFloat(b, x)
-	}
-	return append(b, ']')
-}
-
 // appendOpenAIOutput writes an OpenAI Batch API output line for r; ids
 // derive from the line number, so reruns write the same bytes.
 func appendOpenAIOutput(b []byte, r *Result) []byte {
 	b = appendOpenAIHead(b, r, 200)
-	b = append(b, `{"object":"list","data":[`...)
-	for i, v := range r.Vectors {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"object":"embedding","index":`...)
-		b = strconv.AppendInt(b, int64(i), 10)
-		b = append(b, `,"embedding":`...)
-		b = appendFloats(b, v)
-		b = append(b, '}')
-	}
-	b = append(b, `],"model":`...)
-	b = appendJSONString(b, r.Model)
-	b = append(b, `,"usage":{"prompt_tokens":`...)
-	b = strconv.AppendInt(b, int64(r.Tokens), 10)
-	b = append(b, `,"total_tokens":`...)
-	b = strconv.AppendInt(b, int64(r.Tokens), 10)
-	return append(b, "}}},\"error\":null}\n"...)
+	b = openai.AppendEmbeddings(b, r.Vectors, r.Model, r.Tokens, false)
+	return append(b, "},\"error\":null}\n"...)
 }
 
 func appendOpenAIError(b []byte, r *Result) []byte {

@@ -21,6 +21,10 @@ type work struct {
 type finished struct {
 	part, n, failed int
 	res             []Result
+	// out is the part's output made by the worker (JSON lines), when
+	// encoded; the writer then only writes it.
+	out     []byte
+	encoded bool
 }
 
 // Run runs j to the end: every record read, passed through the stage and
@@ -180,12 +184,18 @@ func (r *runner) run(ctx context.Context) (Totals, error) {
 						break
 					}
 					delete(pending, nextOut)
-					for i := range g.res {
-						if werr = r.out.write(&g.res[i]); werr != nil {
-							werr = fmt.Errorf("embedd/jobs: writing output: %w", werr)
-							cancel(werr)
-							break
+					if g.encoded {
+						werr = r.out.writeEncoded(g.res, g.out)
+					} else {
+						for i := range g.res {
+							if werr = r.out.write(&g.res[i]); werr != nil {
+								break
+							}
 						}
+					}
+					if werr != nil {
+						werr = fmt.Errorf("embedd/jobs: writing output: %w", werr)
+						cancel(werr)
 					}
 					nextOut++
 					<-tokens
@@ -286,6 +296,8 @@ func (r *runner) process(ctx context.Context, w work) (finished, error) {
 			return finished{}, err
 		}
 		f.res = nil
+	} else if r.out != nil {
+		f.out, f.encoded = r.out.encode(res)
 	}
 	return f, nil
 }

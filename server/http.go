@@ -3,14 +3,11 @@ package server
 import (
 	"bytes"
 	"cmp"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net/http"
 	"net/http/pprof"
@@ -23,6 +20,7 @@ import (
 
 	"github.com/embedd/embedd/core"
 	"github.com/embedd/embedd/models"
+	"github.com/embedd/embedd/openai"
 )
 
 // httpHandler routes the HTTP surface and wraps it in recovery, logging,
@@ -142,22 +140,6 @@ type openAIRequest struct {
 	User           string          `json:"user"`
 }
 
-type openAIEmbedding struct {
-	Object    string `json:"object"`
-	Index     int    `json:"index"`
-	Embedding any    `json:"embedding"` // []float32, or a base64 string
-}
-
-type openAIResponse struct {
-	Object string            `json:"object"`
-	Data   []openAIEmbedding `json:"data"`
-	Model  string            `json:"model"`
-	Usage  struct {
-		PromptTokens int `json:"prompt_tokens"`
-		TotalTokens  int `json:"total_tokens"`
-	} `json:"usage"`
-}
-
 // openAIEmbeddings serves OpenAI's embeddings API. As OpenAI's embeddings
 // are, vectors are L2-normalised (after cutting to dimensions).
 func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
@@ -189,20 +171,9 @@ func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	resp := openAIResponse{Object: "list", Model: cmp.Or(req.Model, res.Model), Data: make([]openAIEmbedding, len(res.Vectors))}
-	for i, v := range res.Vectors {
-		var e any = v
-		if format == "base64" {
-			buf := make([]byte, 4*len(v))
-			for j, x := range v {
-				binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(x))
-			}
-			e = base64.StdEncoding.EncodeToString(buf)
-		}
-		resp.Data[i] = openAIEmbedding{Object: "embedding", Index: i, Embedding: e}
-	}
-	resp.Usage.PromptTokens, resp.Usage.TotalTokens = res.Tokens, res.Tokens
-	writeJSON(w, resp)
+	body := openai.AppendEmbeddings(nil, res.Vectors, cmp.Or(req.Model, res.Model), res.Tokens, format == "base64")
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(append(body, '\n'))
 }
 
 // readJSON decodes r's body into v as gRPC's codec would take a message:

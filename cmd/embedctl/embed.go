@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/embedd/embedd/client"
+	"github.com/embedd/embedd/ftoa"
 )
 
 // maxLineBytes bounds one input line; longer lines are an error.
@@ -203,20 +204,8 @@ func appendVectorJSON(b []byte, i int, v []float32) []byte {
 	b = append(b, `{"index":`...)
 	b = strconv.AppendInt(b, int64(i), 10)
 	b = append(b, `,"embedding":`...)
-	b = appendFloats(b, v)
+	b = ftoa.AppendArray(b, v)
 	return append(b, "}\n"...)
-}
-
-// appendFloats appends v as a JSON array of shortest float32 forms.
-func appendFloats(b []byte, v []float32) []byte {
-	b = append(b, '[')
-	for j, x := range v {
-		if j > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendFloat(b, float64(x), 'g', -1, 32)
-	}
-	return append(b, ']')
 }
 
 func tokenizeCmd(e *env, args []string) int {

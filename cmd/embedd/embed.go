@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/embedd/embedd/core"
+	"github.com/embedd/embedd/ftoa"
 )
 
 // embedChunk is how many stdin lines one Embed call takes: memory stays flat
@@ -131,12 +132,7 @@ func forChunks(r io.Reader, n int, fn func(first int, lines []string) error) err
 func appendVectorJSON(b []byte, i int, v []float32) []byte {
 	b = append(b, `{"index":`...)
 	b = strconv.AppendInt(b, int64(i), 10)
-	b = append(b, `,"embedding":[`...)
-	for j, x := range v {
-		if j > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendFloat(b, float64(x), 'g', -1, 32)
-	}
-	return append(b, "]}\n"...)
+	b = append(b, `,"embedding":`...)
+	b = ftoa.AppendArray(b, v)
+	return append(b, "}\n"...)
 }
