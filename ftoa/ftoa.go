@@ -4,16 +4,18 @@
 //
 // Every embedding leaves the server and the batch jobs as text hundreds of
 // numbers long, so this formatting is most of the CPU of a JSON response
-// or a JSONL output once the model is cheap (a static model embeds a
-// sentence in about 2 µs; its 384 numbers took about 13 µs through
-// strconv.AppendFloat and 35 µs through encoding/json on this project's
-// machines). strconv and encoding/json are general (any precision, any
-// format, float64 too, reflection); this is Ryū's float32 algorithm (Ulf
-// Adams, "Ryū: fast float-to-string conversion", PLDI 2018) specialised to
-// the one format JSON needs, with the digits written two at a time. Its
-// output is checked against strconv for every one of the 2^32 float32 bit
-// patterns (TestAllFloat32, run with EMBEDD_FTOA_ALL=1; a sample and every
-// power-of-ten and exponent boundary otherwise).
+// or a JSONL output once the model is cheap: a static model embeds a
+// sentence in a few microseconds, and its 384 numbers took about 15 µs
+// through strconv.AppendFloat and 25 µs through encoding/json on this
+// project's machines. strconv and encoding/json are general (any
+// precision and format, float64 too, reflection); this is the Schubfach
+// algorithm (Raffaello Giulietti, "The Schubfach way to render doubles",
+// 2020) for float32 alone, with no loop over digits, and the digits made
+// eight at a time in one register, for the one format JSON needs
+// (BenchmarkAppendArray compares the three). Its output is checked
+// against strconv's for every one of the 2^32 float32 bit patterns
+// (TestAllFloat32 with EMBEDD_FTOA_ALL=1; a sample and every exponent and
+// power-of-ten boundary otherwise).
 package ftoa
 
 import (
@@ -25,196 +27,137 @@ import (
 )
 
 const (
-	mantissaBits = 23
-	bias         = 127
-	pow5InvBits  = 59 // bits of the entries of pow5Inv
-	pow5Bits     = 61 // bits of the entries of pow5
+	kMin = -45 // the decimal exponents a float32 needs
+	kMax = 31
 )
 
-// pow5Inv[i] is 2^(pow5bits(i)-1+pow5InvBits) / 5^i, rounded up, and
-// pow5[i] the top pow5Bits bits of 5^i: the factors that scale a binary
-// float32 to a decimal one (Ryū's FLOAT_POW5_INV_SPLIT and FLOAT_POW5_SPLIT).
-var pow5Inv, pow5 = tables()
+// g[k-kMin] is floor(10^-k * 2^(62-flog2pow10(-k))) + 1, a 63-bit
+// approximation of 10^-k from above.
+var g = gTable()
 
-func tables() (inv [31]uint64, pos [47]uint64) {
-	one := big.NewInt(1)
-	p := big.NewInt(1)
-	for i := range len(pos) {
-		n := p.BitLen()
-		if i < len(inv) {
-			q := new(big.Int).Lsh(one, uint(n-1+pow5InvBits))
-			q.Quo(q, p)
-			inv[i] = q.Uint64() + 1
-		}
-		if n >= pow5Bits {
-			pos[i] = new(big.Int).Rsh(p, uint(n-pow5Bits)).Uint64()
+func gTable() (g [kMax - kMin + 1]uint64) {
+	ten := big.NewInt(10)
+	for k := kMin; k <= kMax; k++ {
+		num, den := big.NewInt(1), big.NewInt(1)
+		if k <= 0 {
+			num.Exp(ten, big.NewInt(int64(-k)), nil)
 		} else {
-			pos[i] = new(big.Int).Lsh(p, uint(pow5Bits-n)).Uint64()
+			den.Exp(ten, big.NewInt(int64(k)), nil)
 		}
-		p.Mul(p, big.NewInt(5))
+		if s := 62 - int(flog2pow10(int32(-k))); s >= 0 {
+			num.Lsh(num, uint(s))
+		} else {
+			den.Lsh(den, uint(-s))
+		}
+		g[k-kMin] = num.Quo(num, den).Uint64() + 1
 	}
-	return inv, pos
+	return g
 }
 
-// pow5bits is the bit length of 5^e, for 0 <= e <= 3528.
-func pow5bits(e int32) int32 { return int32((uint32(e)*1217359)>>19) + 1 }
+// flog10pow2 is floor(q log10(2)).
+func flog10pow2(q int32) int32 { return int32((int64(q) * 661971961083) >> 41) }
 
-// log10Pow2 is floor(log10(2^e)), for 0 <= e <= 1650.
-func log10Pow2(e int32) int32 { return int32((uint32(e) * 78913) >> 18) }
-
-// log10Pow5 is floor(log10(5^e)), for 0 <= e <= 2620.
-func log10Pow5(e int32) int32 { return int32((uint32(e) * 732923) >> 20) }
-
-func multipleOfPow5(v uint32, p int32) bool {
-	n := int32(0)
-	for v%5 == 0 {
-		v /= 5
-		n++
-	}
-	return n >= p
+// flog10threeQuartersPow2 is floor(log10(3/4 2^q)).
+func flog10threeQuartersPow2(q int32) int32 {
+	return int32((int64(q)*661971961083 - 274743187321) >> 41)
 }
 
-func multipleOfPow2(v uint32, p int32) bool { return int32(bits.TrailingZeros32(v)) >= p }
+// flog2pow10 is floor(e log2(10)).
+func flog2pow10(e int32) int32 { return int32((int64(e) * 913124641741) >> 38) }
 
-// mulShift is (m * factor) >> shift, for shift > 32.
-func mulShift(m uint32, factor uint64, shift int32) uint32 {
-	lo := uint64(m) * (factor & 0xffffffff)
-	hi := uint64(m) * (factor >> 32)
-	return uint32(((lo >> 32) + hi) >> (shift - 32))
+// rop is g*cp / 2^95, rounded to odd (its last bit set when inexact).
+func rop(g, cp uint64) uint64 {
+	hi, _ := bits.Mul64(g, cp)
+	return hi>>31 | ((hi&0xffffffff)+0xffffffff)>>32
 }
 
 // shortest returns the shortest decimal digits × 10^exp that reads back as
 // the finite, nonzero float32 with exponent field e and mantissa field m,
-// the one nearest the exact value where several are as short; digits has
-// no trailing zeros.
+// the one nearest the exact value where several are as short, as strconv
+// picks it; digits may end in zeros.
 func shortest(m, e uint32) (digits uint32, exp int32) {
-	var e2 int32
-	var m2 uint32
+	// The value is c × 2^q.
+	q, c := int32(-149), m
+	if e != 0 {
+		q, c = int32(e)-150, 1<<23|m
+		if -24 < q && q < 0 && c&(1<<-q-1) == 0 { // a small integer
+			return c >> -q, 0
+		}
+	}
+	// The decimals that read back as it lie between cbl and cbr (times
+	// 2^(q-2)); a power of two's lower neighbour is nearer. k is chosen so
+	// that the value over 10^k has about 9 digits.
+	odd := uint64(c & 1)
+	cb := uint64(c) << 2
+	cbl, cbr := cb-2, cb+2
+	var k int32
+	if c != 1<<23 || q == -149 {
+		k = flog10pow2(q)
+	} else {
+		cbl, k = cb-1, flog10threeQuartersPow2(q)
+	}
+	h := q + flog2pow10(-k) + 33
+	gk := g[k-kMin]
+	vb, vbl, vbr := rop(gk, cb<<h), rop(gk, cbl<<h), rop(gk, cbr<<h)
+	s := vb >> 2
 	if e == 0 {
-		e2, m2 = 1-bias-mantissaBits-2, m
-	} else {
-		e2, m2 = int32(e)-bias-mantissaBits-2, 1<<mantissaBits|m
-	}
-	even := m2&1 == 0
-	// The interval of decimals that read back as this float: mv is the
-	// value, mp and mm its bounds, all times 4.
-	mv := 4 * m2
-	mp := 4*m2 + 2
-	mmShift := uint32(0)
-	if m != 0 || e <= 1 {
-		mmShift = 1
-	}
-	mm := 4*m2 - 1 - mmShift
-
-	var vr, vp, vm uint32
-	var e10 int32
-	var vmTrailingZeros, vrTrailingZeros bool
-	var lastRemoved uint32
-	if e2 >= 0 {
-		q := log10Pow2(e2)
-		e10 = q
-		k := pow5InvBits + pow5bits(q) - 1
-		i := -e2 + q + k
-		vr = mulShift(mv, pow5Inv[q], i)
-		vp = mulShift(mp, pow5Inv[q], i)
-		vm = mulShift(mm, pow5Inv[q], i)
-		if q != 0 && (vp-1)/10 <= vm/10 {
-			l := pow5InvBits + pow5bits(q-1) - 1
-			lastRemoved = mulShift(mv, pow5Inv[q-1], -e2+q-1+l) % 10
-		}
-		if q <= 9 {
-			switch {
-			case mv%5 == 0:
-				vrTrailingZeros = multipleOfPow5(mv, q)
-			case even:
-				vmTrailingZeros = multipleOfPow5(mm, q)
-			case multipleOfPow5(mp, q):
-				vp--
+		// A subnormal has fewer significant bits than the scale assumes:
+		// its shortest decimal may be several digits shorter than s.
+		var d uint64
+		for p := uint64(10); p <= 10*s; p *= 10 {
+			lo := s / p * p
+			hi := lo + p
+			loIn, hiIn := vbl+odd <= lo<<2, hi<<2+odd <= vbr
+			if !loIn && !hiIn {
+				break
+			}
+			d = hi
+			if loIn && (!hiIn || vb-lo<<2 <= hi<<2-vb) {
+				d = lo
 			}
 		}
-	} else {
-		q := log10Pow5(-e2)
-		e10 = q + e2
-		i := -e2 - q
-		k := pow5bits(i) - pow5Bits
-		j := q - k
-		vr = mulShift(mv, pow5[i], j)
-		vp = mulShift(mp, pow5[i], j)
-		vm = mulShift(mm, pow5[i], j)
-		if q != 0 && (vp-1)/10 <= vm/10 {
-			j = q - 1 - (pow5bits(i+1) - pow5Bits)
-			lastRemoved = mulShift(mv, pow5[i+1], j) % 10
-		}
-		switch {
-		case q <= 1:
-			vrTrailingZeros = true
-			if even {
-				vmTrailingZeros = mmShift == 1
-			} else {
-				vp--
-			}
-		case q < 31:
-			vrTrailingZeros = multipleOfPow2(mv, q-1)
+		if d != 0 {
+			return uint32(d), k
 		}
 	}
-
-	// Drop digits while the interval still holds a shorter decimal.
-	removed := int32(0)
-	if vmTrailingZeros || vrTrailingZeros {
-		for vp/10 > vm/10 {
-			vmTrailingZeros = vmTrailingZeros && vm%10 == 0
-			vrTrailingZeros = vrTrailingZeros && lastRemoved == 0
-			lastRemoved = vr % 10
-			vr, vp, vm = vr/10, vp/10, vm/10
-			removed++
-		}
-		if vmTrailingZeros {
-			for vm%10 == 0 {
-				vrTrailingZeros = vrTrailingZeros && lastRemoved == 0
-				lastRemoved = vr % 10
-				vr, vp, vm = vr/10, vp/10, vm/10
-				removed++
-			}
-		}
-		if vrTrailingZeros && lastRemoved == 5 && vr%2 == 0 && m != 0 {
-			// Exactly halfway: round to even, except at a power of two,
-			// where strconv's Dragonbox rounds up (only 2^-12 has such a
-			// tie among float32s).
-			lastRemoved = 4
-		}
-		digits = vr
-		if (vr == vm && (!even || !vmTrailingZeros)) || lastRemoved >= 5 {
-			digits++
-		}
-	} else {
-		for vp/10 > vm/10 {
-			lastRemoved = vr % 10
-			vr, vp, vm = vr/10, vp/10, vm/10
-			removed++
-		}
-		digits = vr
-		if vr == vm || lastRemoved >= 5 {
-			digits++
-		}
-	}
-	exp = e10 + removed
-	for digits%10 == 0 { // rounding up can end in zeros (9.99 -> 10)
-		digits /= 10
-		exp++
-	}
-	return digits, exp
+	// The candidates: the nearer of s and s+1 (on a tie the even one,
+	// except at a power of two, where strconv's Dragonbox rounds up: only
+	// 2^-12 has such a tie among float32s); but the one of them inside the
+	// interval if only one is; but the one of the two multiples of ten
+	// around s inside it if only one is (a digit fewer). Which one wins is
+	// a coin toss for a branch predictor, so it is found with 0/1
+	// arithmetic instead of branches.
+	t := s + 1
+	mid := (s + t) << 1
+	nearS := b2u(vb < mid) | b2u(vb == mid)&(s&1^1)&b2u(c != 1<<23)
+	sIn, tIn := b2u(vbl+odd <= s<<2), b2u(t<<2+odd <= vbr)
+	one := sIn ^ tIn // exactly one of s and t inside
+	d := t - (one&sIn | (one^1)&nearS)
+	sp10 := 10 * (s * 1717986919 >> 34)
+	tp10 := sp10 + 10
+	spIn, tpIn := b2u(vbl+odd <= sp10<<2), b2u(tp10<<2+odd <= vbr)
+	shorter := (spIn ^ tpIn) & b2u(s >= 100)
+	d ^= (d ^ (tp10 - 10*spIn)) & -shorter
+	return uint32(d), k
 }
 
-// render8 returns n < 10^8 as 8 ASCII digits with leading zeros, the first
-// in the lowest byte (SWAR: the two halves' hundreds, then tens, are found
-// in every lane of one word at once).
-func render8(n uint32) uint64 {
+// b2u is 1 for true, 0 for false (the compiler makes it a SETcc, no branch).
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// digits8 returns the 8 decimal digits of n < 10^8, with leading zeros, one
+// a byte, the first in the lowest (SWAR: the two halves' hundreds, then
+// tens, are found in every lane of one word at once).
+func digits8(n uint32) uint64 {
 	x := uint64(n/10000) | uint64(n%10000)<<32 // 4 digits a 32-bit lane
 	hundreds := (x * 10486 >> 20) & 0x0000007f0000007f
 	x = hundreds | (x-hundreds*100)<<16 // 2 digits a 16-bit lane
 	tens := (x * 103 >> 10) & 0x000f000f000f000f
-	x = tens | (x-tens*10)<<8 // 1 digit a byte
-	return x | 0x3030303030303030
+	return tens | (x-tens*10)<<8 // 1 digit a byte
 }
 
 // pow10 holds 10^0 to 10^9.
@@ -232,6 +175,7 @@ func numDigits(d uint32) int {
 const (
 	room   = 32                 // bytes put may write (a float32 takes at most 22)
 	zeros8 = 0x3030303030303030 // "00000000"
+	ascii8 = zeros8             // added to eight digits, makes them ASCII
 )
 
 // put writes x as Append does at the start of out and returns its length;
@@ -246,30 +190,28 @@ func put(out *[room]byte, x float32) int {
 		out[0] = '0'
 		return 1
 	}
-	e, m := (u>>mantissaBits)&0xff, u&(1<<mantissaBits-1)
+	e, m := (u>>23)&0xff, u&(1<<23-1)
 	if e == 0xff {
 		copy(out[:], "null")
 		return 4
 	}
-	i := 0
-	if u>>31 != 0 {
-		out[0] = '-'
-		i = 1
+	out[0] = '-'
+	i := int(u >> 31) // past the '-' if negative
+	d, k := shortest(m, e)
+	// The significant digits are first, then the nd-1 others in rest, one
+	// a byte from the lowest, all in registers (a round trip through
+	// memory stalls on store forwarding), and without branches on the
+	// digits: d's trailing zeros are the zero bytes at the top of its
+	// digits, found by counting bits.
+	all := numDigits(d) // with the trailing zeros
+	low := digits8(d % 100000000)
+	nd := all - bits.LeadingZeros64(low)/8
+	first, rest := byte('0'+d/100000000), low|ascii8
+	if all < 9 {
+		w := low >> (8 * (8 - all)) // without the leading zeros
+		first, rest = byte(w)|'0', w>>8|ascii8
 	}
-	d, exp := shortest(m, e)
-	// The digits are first, then the nd-1 others in rest, one a byte from
-	// the lowest, all in registers (a round trip through memory stalls on
-	// store forwarding).
-	nd := numDigits(d)
-	var first byte
-	var rest uint64
-	if nd == 9 {
-		first, rest = byte('0'+d/100000000), render8(d%100000000)
-	} else {
-		w := render8(d) >> (8 * (8 - nd)) // without the leading zeros
-		first, rest = byte(w), w>>8
-	}
-	point := nd + int(exp) // digits before the decimal point
+	point := all + int(k) // digits before the decimal point
 	out[i] = first
 	if a := math.Float32frombits(u &^ (1 << 31)); a < 1e-6 || a >= 1e21 {
 		i++
