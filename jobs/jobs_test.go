@@ -290,6 +290,7 @@ func TestBadInputLines(t *testing.T) {
 	if got := strings.TrimSpace(string(readFile(t, out+".errors"))); got != strings.Join(want, "\n") {
 		t.Fatalf("error file:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
+	streamed, streamedErrs := readFile(t, out), readFile(t, out+".errors")
 	jd := filepath.Join(dir, "job")
 	_, err = Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in, MaxLineBytes: 200}, Stage: fakeStage(0, nil), Output: Output{Path: out}, Dir: jd, PartSize: 2, Workers: 1, MaxErrors: 3})
 	if !errors.Is(err, ErrTooManyErrors) {
@@ -301,6 +302,11 @@ func TestBadInputLines(t *testing.T) {
 	tot, err = Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in, MaxLineBytes: 200}, Stage: fakeStage(0, nil), Output: Output{Path: out}, Dir: jd, PartSize: 2, Workers: 1})
 	if err != nil || tot.Resumed == 0 || tot.Failed != 6 {
 		t.Fatalf("resumed after MaxErrors: %+v, %v", tot, err)
+	}
+	// Assembled from the job directory's parts, the output and the error
+	// file are the streamed run's, byte for byte.
+	if !bytes.Equal(readFile(t, out), streamed) || !bytes.Equal(readFile(t, out+".errors"), streamedErrs) {
+		t.Fatalf("assembled output differs from the streamed one:\n%s\n%s\nwant\n%s\n%s", readFile(t, out), readFile(t, out+".errors"), streamed, streamedErrs)
 	}
 }
 

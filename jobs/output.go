@@ -160,7 +160,13 @@ func (s *sink) encode(res []Result) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	var b []byte
+	size := 0
+	for i := range res {
+		for _, v := range res[i].Vectors {
+			size += 64 + 12*len(v) // most embedding values take 11 bytes or 12
+		}
+	}
+	b := make([]byte, 0, size)
 	for i := range res {
 		if res[i].Err == "" {
 			b = lw.appendLines(b, &res[i])

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -304,16 +305,15 @@ func (r *runner) process(ctx context.Context, w work) (finished, error) {
 
 // assemble writes the parts of dirs (parts[i] of dirs[i]), in order, to
 // out and returns the records written and the failed ones (those go to the
-// error file). A missing part is an error, or with partial left out.
+// error file). A missing part is an error, found before anything is
+// written, or with partial left out. JSON lines are made from the parts on
+// every core, and written in order.
 func assemble(out Output, dirs []string, parts []int, partial bool) (written, failed int64, _ error) {
-	s, err := out.open()
-	if err != nil {
-		return 0, 0, err
-	}
+	var paths []string
+	var ns []int
 	for i, dir := range dirs {
 		have, err := listParts(dir)
 		if err != nil {
-			s.abort()
 			return 0, 0, err
 		}
 		for p := range parts[i] {
@@ -322,15 +322,27 @@ func assemble(out Output, dirs []string, parts []int, partial bool) (written, fa
 				continue
 			}
 			if !ok {
-				s.abort()
 				return 0, 0, fmt.Errorf("%w: %s has no part %d", ErrIncomplete, dir, p)
 			}
-			err := readPart(filepath.Join(dir, partName(p, n)), n, func(res *Result) error {
-				if res.Err == "" {
-					written++
-				} else {
-					failed++
-				}
+			paths, ns = append(paths, filepath.Join(dir, partName(p, n))), append(ns, n)
+		}
+	}
+	s, err := out.open()
+	if err != nil {
+		return 0, 0, err
+	}
+	count := func(res *Result) {
+		if res.Err == "" {
+			written++
+		} else {
+			failed++
+		}
+	}
+	lw, isLines := s.out.(lines)
+	if !isLines {
+		for i, path := range paths {
+			err := readPart(path, ns[i], func(res *Result) error {
+				count(res)
 				return s.write(res)
 			})
 			if err != nil {
@@ -338,6 +350,55 @@ func assemble(out Output, dirs []string, parts []int, partial bool) (written, fa
 				return 0, 0, err
 			}
 		}
+		return written, failed, s.commit()
+	}
+	// A part made ready: its output lines and its failures (which go to
+	// the error file, in their order).
+	type ready struct {
+		out    []byte
+		failed []Result
+		err    error
+	}
+	done := make([]chan ready, len(paths))
+	for i := range done {
+		done[i] = make(chan ready, 1)
+	}
+	slots := make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i, path := range paths {
+			select {
+			case slots <- struct{}{}:
+			case <-stop:
+				return
+			}
+			go func() {
+				var r ready
+				r.err = readPart(path, ns[i], func(res *Result) error {
+					if res.Err == "" {
+						r.out = lw.appendLines(r.out, res)
+					} else {
+						r.failed = append(r.failed, Result{Line: res.Line, ID: res.ID, Err: res.Err})
+					}
+					return nil
+				})
+				done[i] <- r
+			}()
+		}
+	}()
+	for i := range paths {
+		r := <-done[i]
+		<-slots
+		if r.err == nil {
+			r.err = s.writeEncoded(r.failed, r.out)
+		}
+		if r.err != nil {
+			s.abort()
+			return 0, 0, r.err
+		}
+		written += int64(ns[i] - len(r.failed))
+		failed += int64(len(r.failed))
 	}
 	return written, failed, s.commit()
 }
