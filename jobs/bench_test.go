@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/embedd/embedd/core"
 	"github.com/embedd/embedd/models"
 	"github.com/embedd/embedd/models/modelstest"
+	"github.com/embedd/embedd/vec"
 )
 
 // BenchmarkEmbedJob measures, in one run, an embed job end to end (read
@@ -141,11 +144,18 @@ func BenchmarkEmbedJob(b *testing.B) {
 // BenchmarkWriters is the writers alone: 384-wide vectors into JSONL, .npy
 // and Parquet, per vector (what the output costs the job).
 func BenchmarkWriters(b *testing.B) {
-	v := fakeVector("x")
-	for len(v) < 384 {
-		v = append(v, v...)
+	// 1000 different unit vectors, 384 wide: one repeated would let the
+	// branch predictor learn its numbers.
+	rng := rand.New(rand.NewPCG(1, 2))
+	results := make([]Result, 1000)
+	for i := range results {
+		v := make([]float32, 384)
+		for j := range v {
+			v[j] = float32(rng.NormFloat64())
+		}
+		vec.Normalize(v)
+		results[i] = Result{ID: strconv.Itoa(100000 + i), Vectors: [][]float32{v}}
 	}
-	r := Result{ID: "123456", Vectors: [][]float32{v[:384]}}
 	for _, ext := range []string{"jsonl", "npy", "parquet"} {
 		b.Run("out="+ext, func(b *testing.B) {
 			o := Output{Path: filepath.Join(b.TempDir(), "out."+ext)}
@@ -153,8 +163,10 @@ func BenchmarkWriters(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			i := 0
 			for b.Loop() {
-				if err := s.write(&r); err != nil {
+				i++
+				if err := s.write(&results[i%len(results)]); err != nil {
 					b.Fatal(err)
 				}
 			}
