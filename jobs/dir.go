@@ -169,7 +169,12 @@ func listParts(dir string) (map[int]int, error) {
 // the vectors (count; per vector its width and little-endian float32s)
 // and the neighbours (count; per neighbour ID and float32 score); integers
 // as uvarints, strings as a uvarint length and bytes.
-const partMagic = "EJP1"
+// partMagic starts a part file; partMagicV1's parts (before Base64) are
+// still read.
+const (
+	partMagic   = "EJP2"
+	partMagicV1 = "EJP1"
+)
 
 type partWriter struct {
 	w   *bufio.Writer
@@ -192,6 +197,11 @@ func (p *partWriter) write(r *Result) error {
 	p.str(r.Err)
 	p.str(r.Model)
 	p.uvarint(uint64(r.Tokens))
+	flags := uint64(0)
+	if r.Base64 {
+		flags |= 1
+	}
+	p.uvarint(flags)
 	p.uvarint(uint64(len(r.Vectors)))
 	for _, v := range r.Vectors {
 		p.uvarint(uint64(len(v)))
@@ -241,9 +251,10 @@ func readPart(path string, n int, fn func(*Result) error) error {
 	r := bufio.NewReaderSize(f, 256<<10)
 	bad := func(err error) error { return fmt.Errorf("embedd/jobs: part %s is damaged: %w", path, err) }
 	magic := make([]byte, len(partMagic))
-	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != partMagic {
+	if _, err := io.ReadFull(r, magic); err != nil || string(magic) != partMagic && string(magic) != partMagicV1 {
 		return bad(errors.New("no part header"))
 	}
+	v1 := string(magic) == partMagicV1
 	uv := func() uint64 {
 		x, e := binary.ReadUvarint(r)
 		if err == nil {
@@ -276,6 +287,9 @@ func readPart(path string, n int, fn func(*Result) error) error {
 	var res Result
 	for range n {
 		res = Result{Line: int64(uv()), ID: str(), Err: str(), Model: str(), Tokens: int(uv())}
+		if !v1 {
+			res.Base64 = uv()&1 != 0
+		}
 		nv := uv()
 		for range min(nv, 1<<20) {
 			v := make([]float32, min(uv(), 1<<24))

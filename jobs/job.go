@@ -29,6 +29,9 @@ type Record struct {
 	// request's body); "" and 0 keep the job's.
 	Model      string
 	Dimensions int
+	// Base64 is an OpenAI request's encoding_format "base64": its output
+	// embeddings are base64 strings of little-endian float32s.
+	Base64 bool
 	// Err is why the record is unusable (a malformed line, a missing field,
 	// invalid UTF-8, an empty text); the stage leaves it failed.
 	Err string
@@ -51,6 +54,9 @@ type Result struct {
 	Vectors [][]float32
 	// Neighbors are a search's hits, best first.
 	Neighbors []Neighbor
+	// Base64 is the record's: OpenAI output lines give the embeddings as
+	// base64.
+	Base64 bool
 	// Err, when not empty, means the record failed; the error file says so.
 	Err string
 }

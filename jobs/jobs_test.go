@@ -3,13 +3,18 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -365,6 +370,134 @@ func TestOpenAIBatchLines(t *testing.T) {
 	errs := parse(readFile(t, out+".errors"))
 	if len(errs) != 1 || errs[0].CustomID != "r3" || errs[0].Response.StatusCode != 400 || !strings.Contains(errs[0].Response.Body.Error.Message, "/v1/chat/completions") {
 		t.Fatalf("errors %+v", errs)
+	}
+}
+
+// TestOpenAIBatchBase64: a request with encoding_format "base64" gets its
+// embeddings as base64 of little-endian float32s, equal to the float
+// request's, streamed and through a job directory's parts; an unknown
+// format is refused on its line.
+func TestOpenAIBatchBase64(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "batch.jsonl")
+	reqs := `{"custom_id":"f","method":"POST","url":"/v1/embeddings","body":{"model":"m","input":"b"}}
+{"custom_id":"b","method":"POST","url":"/v1/embeddings","body":{"model":"m","input":["b","c"],"encoding_format":"base64"}}
+{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":"m","input":"b","encoding_format":"hex"}}
+`
+	if err := os.WriteFile(in, []byte(reqs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	type line struct {
+		CustomID string `json:"custom_id"`
+		Response struct {
+			Body struct {
+				Data []struct {
+					Embedding json.RawMessage `json:"embedding"`
+				} `json:"data"`
+				Error *struct{ Message string } `json:"error"`
+			} `json:"body"`
+		} `json:"response"`
+	}
+	decode := func(raw json.RawMessage) []float32 {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			t.Fatalf("embedding %s is not a base64 string", raw)
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(b)%4 != 0 {
+			t.Fatalf("embedding %q: %v", s, err)
+		}
+		v := make([]float32, len(b)/4)
+		for i := range v {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+		return v
+	}
+	for _, jd := range []string{"", filepath.Join(dir, "job")} {
+		out := filepath.Join(dir, "out.jsonl")
+		if _, err := Run(context.Background(), Job{Kind: "embed", Input: Input{Path: in}, Stage: fakeStage(0, nil), Dir: jd, Output: Output{Path: out, Format: OutputOpenAI, ErrorsPath: out + ".errors"}}); err != nil {
+			t.Fatal(err)
+		}
+		var ls []line
+		for _, l := range strings.Split(strings.TrimSpace(string(readFile(t, out))), "\n") {
+			var x line
+			if err := json.Unmarshal([]byte(l), &x); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			ls = append(ls, x)
+		}
+		if len(ls) != 2 || ls[0].CustomID != "f" || ls[1].CustomID != "b" || len(ls[1].Response.Body.Data) != 2 {
+			t.Fatalf("job dir %q: output %s", jd, readFile(t, out))
+		}
+		var float []float32
+		if err := json.Unmarshal(ls[0].Response.Body.Data[0].Embedding, &float); err != nil {
+			t.Fatal(err)
+		}
+		if got := decode(ls[1].Response.Body.Data[0].Embedding); !slices.Equal(got, float) || !slices.Equal(got, fakeVector("b")) {
+			t.Fatalf("job dir %q: base64 embedding %v, float one %v", jd, got, float)
+		}
+		if got := decode(ls[1].Response.Body.Data[1].Embedding); !slices.Equal(got, fakeVector("c")) {
+			t.Fatalf("job dir %q: second base64 embedding %v", jd, got)
+		}
+		if e := string(readFile(t, out+".errors")); !strings.Contains(e, `"custom_id":"x"`) || !strings.Contains(e, `encoding_format \"hex\" is not float or base64`) {
+			t.Fatalf("job dir %q: errors %s", jd, e)
+		}
+	}
+}
+
+// TestPartV1StillRead: a job directory's parts from before the Base64 flag
+// (EJP1) are still read, so a job started by the previous release resumes.
+func TestPartV1StillRead(t *testing.T) {
+	dir := t.TempDir()
+	want := []Result{
+		{Line: 1, ID: "a", Model: "m", Tokens: 3, Vectors: [][]float32{{0.5, -0.25}}},
+		{Line: 2, ID: "b", Err: "empty text"},
+		{Line: 3, ID: "c", Neighbors: []Neighbor{{ID: "x", Score: 0.75}}},
+	}
+	// Part files as the previous release wrote them: no flags field.
+	b := []byte(partMagicV1)
+	str := func(s string) { b = append(binary.AppendUvarint(b, uint64(len(s))), s...) }
+	for _, r := range want {
+		b = binary.AppendUvarint(b, uint64(r.Line))
+		str(r.ID)
+		str(r.Err)
+		str(r.Model)
+		b = binary.AppendUvarint(b, uint64(r.Tokens))
+		b = binary.AppendUvarint(b, uint64(len(r.Vectors)))
+		for _, v := range r.Vectors {
+			b = binary.AppendUvarint(b, uint64(len(v)))
+			for _, x := range v {
+				b = binary.LittleEndian.AppendUint32(b, math.Float32bits(x))
+			}
+		}
+		b = binary.AppendUvarint(b, uint64(len(r.Neighbors)))
+		for _, n := range r.Neighbors {
+			str(n.ID)
+			b = binary.LittleEndian.AppendUint32(b, math.Float32bits(n.Score))
+		}
+	}
+	path := filepath.Join(dir, partName(0, len(want)))
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var got []Result
+	if err := readPart(path, len(want), func(r *Result) error { got = append(got, *r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("read %+v, want %+v", got, want)
+	}
+	// And this release's parts keep the flag.
+	want[0].Base64 = true
+	if err := writePart(dir, 1, want); err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	if err := readPart(filepath.Join(dir, partName(1, len(want))), len(want), func(r *Result) error { got = append(got, *r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("read %+v, want %+v", got, want)
 	}
 }
 

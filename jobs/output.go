@@ -368,7 +368,7 @@ func appendJSONString(b []byte, s string) []byte {
 // derive from the line number, so reruns write the same bytes.
 func appendOpenAIOutput(b []byte, r *Result) []byte {
 	b = appendOpenAIHead(b, r, 200)
-	b = openai.AppendEmbeddings(b, r.Vectors, r.Model, r.Tokens, false)
+	b = openai.AppendEmbeddings(b, r.Vectors, r.Model, r.Tokens, r.Base64)
 	return append(b, "},\"error\":null}\n"...)
 }
 

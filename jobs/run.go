@@ -281,7 +281,7 @@ func (r *runner) countResumedFailures(p, n int) error {
 func (r *runner) process(ctx context.Context, w work) (finished, error) {
 	res := make([]Result, len(w.recs))
 	for i, rec := range w.recs {
-		res[i] = Result{Line: rec.Line, ID: rec.ID, Err: rec.Err}
+		res[i] = Result{Line: rec.Line, ID: rec.ID, Err: rec.Err, Base64: rec.Base64}
 	}
 	if err := r.j.Stage(ctx, w.recs, res); err != nil {
 		return finished{}, err

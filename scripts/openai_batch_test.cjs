@@ -2,7 +2,8 @@
 // (scripts/openai_sdk_test.sh starts the server, with model minilm-l6-random
 // aliased text-embedding-3-small, and sets EMBEDD_OPENAI_BASE): upload a batch
 // input file, create a batch, poll it until it ends, download its output, and
-// check every vector against /v1/embeddings for the same request body.
+// check every vector against /v1/embeddings for the same request body (float
+// or base64).
 const test = require("node:test");
 const assert = require("node:assert");
 const fs = require("node:fs");
@@ -19,7 +20,7 @@ const client = new OpenAI({ baseURL: process.env.EMBEDD_OPENAI_BASE, apiKey: "no
 const bodies = [];
 for (let i = 0; i < 24; i++) {
   const input = i % 3 === 0 ? [`batch text ${i}, the first`, `batch text ${i}, the second`] : `batch text number ${i}`;
-  const body = { model: i % 2 ? "text-embedding-3-small" : "minilm-l6-random", input, encoding_format: "float" };
+  const body = { model: i % 2 ? "text-embedding-3-small" : "minilm-l6-random", input, encoding_format: i % 6 === 5 ? "base64" : "float" };
   if (i % 4 === 1) body.dimensions = 64;
   bodies.push(body);
 }
@@ -62,6 +63,9 @@ test("files.create, batches.create, batches.retrieve, files.content: vectors equ
     assert.strictEqual(line.response.body.data.length, direct.data.length);
     for (const [i, d] of line.response.body.data.entries()) {
       assert.strictEqual(d.index, i);
+      // base64 requests get base64 strings (the SDK returns them as they
+      // came when the request names the format), the others arrays.
+      assert.strictEqual(typeof d.embedding, body.encoding_format === "base64" ? "string" : "object", `${line.custom_id}[${i}]`);
       assert.deepStrictEqual(d.embedding, direct.data[i].embedding, `${line.custom_id}[${i}]`);
     }
   }
