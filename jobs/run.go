@@ -140,6 +140,9 @@ func (r *runner) run(ctx context.Context) (Totals, error) {
 	for range j.Workers {
 		workers.Go(func() {
 			for w := range todo {
+				if ctx.Err() != nil {
+					continue // stopped: take no more work, let the reader finish
+				}
 				f, err := r.process(ctx, w)
 				if err != nil {
 					cancel(err)
