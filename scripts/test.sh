@@ -30,7 +30,7 @@ scripts/walkthrough.sh
 echo "== the official OpenAI Node SDK against the server (scripts/openai_sdk_test.sh)"
 scripts/openai_sdk_test.sh
 echo "== go test -race (the packages whose own goroutines and locks matter most)"
-go test -count=1 -race ./models/tokenizer/ ./core/... ./batches/ ./server/ratelimit/ ./client/ ./index/... ./gpu/
+go test -count=1 -race ./models/tokenizer/ ./core/... ./jobs/ ./batches/ ./server/ratelimit/ ./client/ ./index/... ./gpu/
 echo "== fuzz (tokenizer: Encode 15s, WordPiece 10s)"
 go test -run='^$' -fuzz='^FuzzEncode$' -fuzztime=15s ./models/tokenizer/
 go test -run='^$' -fuzz='^FuzzWordPiece$' -fuzztime=10s ./models/tokenizer/
