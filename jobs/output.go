@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/embedd/embedd/ftoa"
 	"github.com/embedd/embedd/index"
@@ -100,6 +102,9 @@ type sink struct {
 	errFile *atomicFile
 	openai  bool
 	line    []byte
+	// bufs holds *[]byte buffers for encode's output, back from
+	// writeEncoded: a part's JSON lines are megabytes.
+	bufs sync.Pool
 }
 
 type writer interface {
@@ -166,13 +171,21 @@ func (s *sink) encode(res []Result) ([]byte, bool) {
 			size += 64 + 12*len(v) // most embedding values take 11 bytes or 12
 		}
 	}
-	b := make([]byte, 0, size)
+	b := slices.Grow(s.buf(), size)
 	for i := range res {
 		if res[i].Err == "" {
 			b = lw.appendLines(b, &res[i])
 		}
 	}
 	return b, true
+}
+
+// buf returns an empty buffer for encode, from bufs when one is there.
+func (s *sink) buf() []byte {
+	if p, ok := s.bufs.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return nil
 }
 
 // writeEncoded writes res, whose successful results encode made into
@@ -185,7 +198,9 @@ func (s *sink) writeEncoded(res []Result, out []byte) error {
 			}
 		}
 	}
-	return s.out.(lines).writeLines(out)
+	err := s.out.(lines).writeLines(out)
+	s.bufs.Put(&out)
+	return err
 }
 
 // writeErr writes failed r to the error file, if there is one.

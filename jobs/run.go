@@ -301,7 +301,11 @@ func (r *runner) process(ctx context.Context, w work) (finished, error) {
 		}
 		f.res = nil
 	} else if r.out != nil {
-		f.out, f.encoded = r.out.encode(res)
+		if f.out, f.encoded = r.out.encode(res); f.encoded {
+			for i := range res {
+				res[i].Vectors = nil // written: only the bytes go on
+			}
+		}
 	}
 	return f, nil
 }
@@ -377,7 +381,7 @@ func assemble(out Output, dirs []string, parts []int, partial bool) (written, fa
 				return
 			}
 			go func() {
-				var r ready
+				r := ready{out: s.buf()}
 				r.err = readPart(path, ns[i], func(res *Result) error {
 					if res.Err == "" {
 						r.out = lw.appendLines(r.out, res)
