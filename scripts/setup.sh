@@ -25,7 +25,7 @@ Prepares this checkout for embedd (idempotent; uses only apt, npm and the Go mod
     from the npm package onnxruntime-node@1.29.0, sha256-checked
   - the test model into .cache/models/minilm-l6-random/
   - the default model, a static embedding model trained here from documentation
-    Debian ships (scripts/train_static.py, 3 to 7 minutes), into .cache/models/static-en/
+    Debian ships (scripts/train_static.py, 2 to 6 minutes), into .cache/models/static-en/
   - the Go modules
   - bin/embedd and bin/embedctl, built from this checkout (put bin/ on PATH:
     export PATH="$PWD/bin:$PATH")
@@ -165,9 +165,9 @@ fi
 # documentation Debian ships (scripts/train_static.py; its NOTICE lists each
 # source's licence). Deterministic: the sha256 below is what it gives on
 # Debian 12 with its packages; another system may differ in the last bits
-# (a warning, not an error). 3 minutes on 2 idle cores, 7 on busy ones.
+# (a warning, not an error). 2 minutes on 2 idle cores, 6 on busy ones.
 static_dir="$cache/models/static-en"
-static_sha256=71cd898751ae6a30c0c1bbd839bc51b29df8e5f9757a97dd076dea277647fae3
+static_sha256=622f967f83495de9c87afe760ebd1f27ea8c038058a75fefb8e21f7646bc5195
 static_stamp=$(cat "$root/scripts/train_static.py" "$root/scripts/wordpiece/main.go" | sha256sum | cut -d' ' -f1)
 if [ -f "$static_dir/.complete" ] && [ "$(cat "$static_dir/.complete")" = "$static_stamp" ]; then
   log "static model present at $static_dir"
@@ -190,7 +190,7 @@ else
       DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null
     fi
   fi
-  log "training the static model into $static_dir (3 to 7 minutes)"
+  log "training the static model into $static_dir (2 to 6 minutes)"
   # Into a folder beside it, renamed over the old model only once complete:
   # a failed or interrupted training leaves the model that was there.
   rm -rf "$static_dir.new"

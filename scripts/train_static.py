@@ -21,13 +21,8 @@ The two side by side are reduced to --dim columns by an SVD whose rows are
 weighted by how much each token weighs in pooled text (sqrt(count) times its
 pooling weight), rows normalised; then a random-projection lexical part
 (--lex-dim), every row scaled by a per-token weight (smooth inverse
-frequency). Last, the table is fine-tuned contrastively on the (heading,
-section text) pairs of the HTML sources: each heading's mean-pooled vector is
-pulled toward its own section's and away from the other sections in its batch
-(InfoNCE both ways, temperature 0.1, batches of 256, Adam, two passes in a
-fixed random order; headings that recur, such as "Note", are left out), then
-stored in fp16. Mean pooling of the rows (what StaticEmbedding does) is then
-a SIF-weighted average.
+frequency), stored in fp16. Mean pooling of the rows (what StaticEmbedding
+does) is then a SIF-weighted average.
 
 Deterministic: the same packages give the same bytes (checked by sha256 in
 --check). Run with nice; it uses one core.
@@ -91,7 +86,7 @@ SOURCES = [
     ("dict-devil", "public domain (Ambrose Bierce, The Devil's Dictionary, 1911)", ["/usr/share/dictd/devil.dict.dz"]),
 ]
 
-CORPUS_FORMAT = 3  # one paragraph a line, an empty line after each file; pairs beside it
+CORPUS_FORMAT = 2  # one paragraph a line, an empty line after each file
 
 WORDNET_LINE = re.compile(r"^\d{8} ")
 
@@ -122,9 +117,7 @@ def wordnet_lines(path):
         yield words + " : " + gloss.strip()
 
 
-def html_lines(path, pairs):
-    """The paragraphs of an HTML file; appends (heading, its section's text)
-    to pairs."""
+def html_lines(path):
     import lxml.html
     try:
         root = lxml.html.parse(path).getroot()
@@ -134,15 +127,6 @@ def html_lines(path, pairs):
         return
     for bad in root.xpath("//script|//style|//head|//nav"):
         bad.drop_tree()
-    for h in root.iter("h1", "h2", "h3", "h4"):
-        head = " ".join(h.text_content().replace("\u00b6", " ").split())
-        if h.getparent() is None or len(head) < 3:
-            continue
-        body = " ".join(h.getparent().text_content().replace("\u00b6", " ").split())
-        i = body.find(head)
-        body = (body[i + len(head):] if i >= 0 else body).strip()[:1500]
-        if len(body) >= 80:
-            pairs.append((head, body))
     for el in root.iter("p", "li", "dt", "dd", "pre", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"):
         el.tail = "\n" + (el.tail or "")
     yield from text_lines(root.text_content())
@@ -167,7 +151,7 @@ def dict_lines(path):
         yield from text_lines(f.read())
 
 
-def source_lines(path, pairs):
+def source_lines(path):
     if path.startswith("/usr/share/wordnet/"):
         return wordnet_lines(path)
     if path.endswith(".dict.dz"):
@@ -177,16 +161,13 @@ def source_lines(path, pairs):
             return text_lines(f.read())
     if path.endswith(".md"):
         return text_lines(open(path, encoding="utf-8", errors="replace").read())
-    return html_lines(path, pairs)
+    return html_lines(path)
 
 
 def build_corpus(path):
-    """Writes the corpus, one paragraph a line, and the (heading, section)
-    pairs of its HTML files (path + ".heads", path + ".bodies", a pair a
-    line); returns per-source stats."""
+    """Writes the corpus, one paragraph a line, and returns per-source stats."""
     stats = []
     seen = set()
-    pairs = []
     with open(path, "w", encoding="utf-8") as out:
         for pkg, lic, patterns in SOURCES:
             files = files_of(patterns)
@@ -194,7 +175,7 @@ def build_corpus(path):
                 sys.exit(f"train_static: no files of {pkg}: apt-get install {pkg}")
             words = 0
             for f in files:
-                for line in source_lines(f, pairs):
+                for line in source_lines(f):
                     line = line.replace("\r", " ").replace("\t", " ")
                     if len(line) < 20:
                         continue
@@ -207,11 +188,6 @@ def build_corpus(path):
                 out.write("\n")  # an empty line ends each file (a document boundary)
             stats.append((pkg, lic, len(files), words))
             log(f"corpus: {pkg}: {len(files)} files, {words} words")
-    with open(path + ".heads", "w", encoding="utf-8") as h, open(path + ".bodies", "w", encoding="utf-8") as b:
-        for head, body in pairs:
-            h.write(head + "\n")
-            b.write(body + "\n")
-    log(f"corpus: {len(pairs)} heading/section pairs")
     return stats
 
 
@@ -350,55 +326,6 @@ def train(ids, vocab, args):
     return (vec * weight[:, None]).astype(np.float32), counts
 
 
-def lines_of(ids, length):
-    """The lines of a wordpiece id stream, each cut to length tokens."""
-    ends = np.flatnonzero(ids == 0xFFFF)
-    starts = np.concatenate([[0], ends[:-1] + 1])
-    return [ids[a:min(e, a + length)].astype(np.int64) for a, e in zip(starts, ends)]
-
-
-def pooling(seqs, vocab):
-    """The sparse matrix that mean-pools table rows into one row per sequence."""
-    rows = np.concatenate([np.full(len(q), i) for i, q in enumerate(seqs)])
-    vals = np.concatenate([np.full(len(q), 1.0 / len(q)) for q in seqs])
-    return sp.csr_matrix((vals, (rows, np.concatenate(seqs))), shape=(len(seqs), vocab))
-
-
-def finetune(table, heads, bodies, args):
-    """Contrastive fine-tuning of the table on (heading, section) pairs: each
-    heading's mean-pooled vector is pulled toward its own section's and away
-    from the other sections of its batch (InfoNCE both ways, temperature
-    --ft-tau), Adam, --ft-epochs passes in a fixed random order."""
-    t = table.astype(np.float64)
-    m, v = np.zeros_like(t), np.zeros_like(t)
-    rng = np.random.default_rng(args.seed)
-    step = 0
-    for _ in range(args.ft_epochs):
-        order = rng.permutation(len(heads))
-        for b0 in range(0, len(order) - args.ft_batch + 1, args.ft_batch):
-            idx = order[b0:b0 + args.ft_batch]
-            pools = [pooling([heads[i] for i in idx], t.shape[0]), pooling([bodies[i] for i in idx], t.shape[0])]
-            xs = [a @ t for a in pools]
-            ns = [np.linalg.norm(x, axis=1, keepdims=True) + 1e-9 for x in xs]
-            us = [x / n for x, n in zip(xs, ns)]
-            s = us[0] @ us[1].T / args.ft_tau
-            p1 = np.exp(s - s.max(1, keepdims=True))
-            p1 /= p1.sum(1, keepdims=True)
-            p2 = np.exp(s.T - s.T.max(1, keepdims=True))
-            p2 /= p2.sum(1, keepdims=True)
-            eye = np.eye(len(idx))
-            g = ((p1 - eye) + (p2 - eye).T) / (2 * len(idx) * args.ft_tau)  # d loss / d s
-            grad = np.zeros_like(t)
-            for a, u, n, gu in zip(pools, us, ns, (g @ us[1], g.T @ us[0])):
-                grad += a.T @ ((gu - u * (gu * u).sum(1, keepdims=True)) / n)
-            step += 1
-            m = 0.9 * m + 0.1 * grad
-            v = 0.999 * v + 0.001 * grad * grad
-            t -= args.ft_lr * (m / (1 - 0.9 ** step)) / (np.sqrt(v / (1 - 0.999 ** step)) + 1e-8)
-    log(f"fine-tuned: {len(heads)} pairs, {step} steps")
-    return t.astype(np.float32)
-
-
 def write_safetensors(path, name, arr):
     """A safetensors file of one tensor, header padded to 8 bytes as the reference does."""
     dtype = {np.float16: "F16", np.float32: "F32"}[arr.dtype.type]
@@ -434,8 +361,7 @@ def write_folder(out, tokenizer, table, stats, args, corpus_tokens):
         f.write("\n")
     settings = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(vars(args).items())
                         if k in ("dim", "window", "doc_length", "alpha", "shift", "power", "remove_pcs", "sif", "min_count",
-                                 "svd_iter", "seed", "max_length", "lex_dim", "lex_weight", "lex_all",
-                                 "ft_epochs", "ft_lr", "ft_tau", "ft_batch"))
+                                 "svd_iter", "seed", "max_length", "lex_dim", "lex_weight", "lex_all"))
     lines = [
         "embedd-static-wordpiece: a static embedding model (one vector per WordPiece token, mean-pooled)",
         "written by embedd's scripts/train_static.py, trained on this machine; no pretrained model,",
@@ -449,9 +375,8 @@ def write_folder(out, tokenizer, table, stats, args, corpus_tokens):
         lines.append(f"  {pkg}: {nfiles} files, {words} words; licence: {lic}")
     lines += [
         "",
-        "The vectors are statistics of that text (co-occurrence counts reduced by SVD, then fine-tuned",
-        "so that its headings find their sections); they contain no text. Each package's copyright file",
-        "in /usr/share/doc/PACKAGE/copyright has its full licence.",
+        "The vectors are statistics of that text (co-occurrence counts reduced by SVD); they contain",
+        "no text. Each package's copyright file in /usr/share/doc/PACKAGE/copyright has its full licence.",
         "",
         "0_StaticEmbedding/tokenizer.json is the tokenizer of sentence-transformers/all-MiniLM-L6-v2",
         "(Apache License 2.0), the copy in embedd's models/tokenizer/testdata/all-minilm-l6-v2.json,",
@@ -514,10 +439,6 @@ def main():
     ap.add_argument("--svd-iter", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-length", type=int, default=256)
-    ap.add_argument("--ft-epochs", type=int, default=2)
-    ap.add_argument("--ft-lr", type=float, default=3e-4)
-    ap.add_argument("--ft-tau", type=float, default=0.1)
-    ap.add_argument("--ft-batch", type=int, default=256)
     ap.add_argument("--eval", help="judge against a minilm-real JSONL.xz (never trained on)")
     ap.add_argument("--check", help="sha256 the written model.safetensors must have")
     args = ap.parse_args()
@@ -550,16 +471,6 @@ def main():
     log(f"corpus ready ({time.time() - t0:.0f} s)")
     table, counts = train(ids, vocab, args)
     log(f"trained ({time.time() - t0:.0f} s)")
-    heads = lines_of(wordpiece(args.tokenizer, corpus + ".heads", os.path.join(args.work, "heads.u16")), 32)
-    bodies = lines_of(wordpiece(args.tokenizer, corpus + ".bodies", os.path.join(args.work, "bodies.u16")), args.max_length)
-    names = open(corpus + ".heads", encoding="utf-8").read().split("\n")[:len(heads)]
-    seen = {}
-    for h in names:
-        seen[h] = seen.get(h, 0) + 1
-    # Headings that recur (Note, Parameters, Navigation) say nothing of their section.
-    keep = [i for i, h in enumerate(names) if seen[h] <= 2 and len(heads[i]) >= 2 and len(bodies[i]) >= 16]
-    table = finetune(table, [heads[i] for i in keep], [bodies[i] for i in keep], args)
-    log(f"fine-tuned ({time.time() - t0:.0f} s)")
     if args.eval:
         o, s = evaluate(table.astype(np.float16).astype(np.float32), args.eval, args.tokenizer, args.work,
                         args.max_length)
