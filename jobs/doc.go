@@ -31,7 +31,18 @@
 // (the last fewer), good and failed, in input order, so the output is the
 // parts concatenated, whatever order they were computed in and whichever
 // process computed them: two processes running the same shard (Kubernetes
-// may do that) write the same bytes under the same names.
+// may do that) write the same bytes under the same names. A part file
+// starts "EJP2" (EJP1, before a result's Base64 flag, is still read).
+//
+// # Output
+//
+// One goroutine writes the output in input order. JSON lines (embeddings,
+// neighbours, pairs, OpenAI output lines) are made ahead on the workers, and
+// from a job directory's parts on every core, so that goroutine only writes
+// bytes: for a static model, writing an embedding's numbers costs more than
+// computing it. Numbers are package ftoa's (encoding/json's bytes) and an
+// OpenAI output line's body is package openai's, what /v1/embeddings
+// answers, base64 embeddings included.
 //
 // # Shards
 //
