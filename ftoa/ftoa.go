@@ -174,8 +174,7 @@ func numDigits(d uint32) int {
 
 const (
 	room   = 32                 // bytes put may write (a float32 takes at most 22)
-	zeros8 = 0x3030303030303030 // "00000000"
-	ascii8 = zeros8             // added to eight digits, makes them ASCII
+	zeros8 = 0x3030303030303030 // "00000000"; added to eight digits 0-9, makes them ASCII
 )
 
 // put writes x as Append does at the start of out and returns its length;
@@ -206,10 +205,10 @@ func put(out *[room]byte, x float32) int {
 	all := numDigits(d) // with the trailing zeros
 	low := digits8(d % 100000000)
 	nd := all - bits.LeadingZeros64(low)/8
-	first, rest := byte('0'+d/100000000), low|ascii8
+	first, rest := byte('0'+d/100000000), low|zeros8
 	if all < 9 {
 		w := low >> (8 * (8 - all)) // without the leading zeros
-		first, rest = byte(w)|'0', w>>8|ascii8
+		first, rest = byte(w)|'0', w>>8|zeros8
 	}
 	point := all + int(k) // digits before the decimal point
 	out[i] = first

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -165,13 +164,7 @@ func (s *sink) encode(res []Result) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	size := 0
-	for i := range res {
-		for _, v := range res[i].Vectors {
-			size += 64 + 12*len(v) // most embedding values take 11 bytes or 12
-		}
-	}
-	b := slices.Grow(s.buf(), size)
+	b := s.buf()
 	for i := range res {
 		if res[i].Err == "" {
 			b = lw.appendLines(b, &res[i])

@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
-	"slices"
 	"strconv"
 
 	"github.com/embedd/embedd/ftoa"
@@ -21,11 +20,6 @@ import (
 // embedding is the base64 of its little-endian float32s (encoding_format
 // "base64"); otherwise a JSON array of numbers.
 func AppendEmbeddings(b []byte, vectors [][]float32, model string, tokens int, base64 bool) []byte {
-	size := 128
-	for _, v := range vectors {
-		size += 48 + 12*len(v) // most embedding values take 11 bytes or 12 (base64: 5.3)
-	}
-	b = slices.Grow(b, size)
 	b = append(b, `{"object":"list","data":[`...)
 	var raw []byte
 	for i, v := range vectors {
