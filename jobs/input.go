@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/embedd/embedd/openai"
 )
 
 // InputFormat is how an input file is read.
@@ -420,6 +422,7 @@ func parseOpenAI(line []byte, r *Record) {
 	if req.CustomID != "" {
 		r.ID = req.CustomID
 	}
+	b64, formatErr := openai.Base64(req.Body.Format)
 	switch {
 	case req.CustomID == "":
 		r.Err = "no custom_id"
@@ -427,15 +430,15 @@ func parseOpenAI(line []byte, r *Record) {
 		r.Err = fmt.Sprintf("method %q: only POST is supported", req.Method)
 	case req.URL != "/v1/embeddings":
 		r.Err = fmt.Sprintf("url %q: only /v1/embeddings is supported", req.URL)
-	case req.Body.Format != "" && req.Body.Format != "float" && req.Body.Format != "base64":
-		r.Err = fmt.Sprintf("encoding_format %q is not float or base64", req.Body.Format)
+	case formatErr != nil:
+		r.Err = formatErr.Error()
 	case req.Body.Dimensions < 0:
 		r.Err = fmt.Sprintf("dimensions %d is negative", req.Body.Dimensions)
 	}
 	if r.Err != "" {
 		return
 	}
-	r.Model, r.Dimensions, r.Base64 = req.Body.Model, req.Body.Dimensions, req.Body.Format == "base64"
+	r.Model, r.Dimensions, r.Base64 = req.Body.Model, req.Body.Dimensions, b64
 	var one string
 	if err := json.Unmarshal(req.Body.Input, &one); err == nil {
 		r.Texts = []string{one}

@@ -9,11 +9,24 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strconv"
 
 	"github.com/embedd/embedd/ftoa"
 )
+
+// Base64 reads a request's encoding_format: true for "base64", false for
+// "float" or none, an error naming it for anything else.
+func Base64(encodingFormat string) (bool, error) {
+	switch encodingFormat {
+	case "", "float":
+		return false, nil
+	case "base64":
+		return true, nil
+	}
+	return false, fmt.Errorf("encoding_format %q is not float or base64", encodingFormat)
+}
 
 // AppendEmbeddings appends to b the response body for vectors (one a text,
 // in input order) from model, which read tokens tokens. With base64 each

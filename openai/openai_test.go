@@ -77,3 +77,14 @@ func TestAppendEmbeddingsIsEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestBase64(t *testing.T) {
+	for f, want := range map[string]bool{"": false, "float": false, "base64": true} {
+		if got, err := Base64(f); got != want || err != nil {
+			t.Errorf("Base64(%q) = %v, %v; want %v", f, got, err, want)
+		}
+	}
+	if _, err := Base64("hex"); err == nil || err.Error() != `encoding_format "hex" is not float or base64` {
+		t.Errorf("Base64(hex): %v", err)
+	}
+}

@@ -152,9 +152,9 @@ func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "input", err.Error())
 		return
 	}
-	format := req.EncodingFormat
-	if format != "" && format != "float" && format != "base64" {
-		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "encoding_format", fmt.Sprintf("encoding_format %q is not float or base64", format))
+	b64, err := openai.Base64(req.EncodingFormat)
+	if err != nil {
+		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", "encoding_format", err.Error())
 		return
 	}
 	if req.Dimensions < 0 {
@@ -171,7 +171,7 @@ func (s *Server) openAIEmbeddings(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	body := openai.AppendEmbeddings(nil, res.Vectors, cmp.Or(req.Model, res.Model), res.Tokens, format == "base64")
+	body := openai.AppendEmbeddings(nil, res.Vectors, cmp.Or(req.Model, res.Model), res.Tokens, b64)
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(append(body, '\n'))
 }
